@@ -7,7 +7,8 @@ DDL runs on DuckDB and PostgreSQL. JSON payloads land as text exactly as the sou
 Bookkeeping columns, on every raw table:
 - ``_loaded_at``  when the extractor last wrote the row (insert, change, or deletion mark); the
                   incremental watermark for dbt.
-- ``_row_hash``   md5 of the source columns, to merge only rows that changed.
+- ``_row_hash``   md5 of the source columns, to merge only rows that changed (tables whose rows
+                  change in place; the append-only ``system_events`` has none).
 ``raw.system_events`` also has ``_deleted_at``: set when the row vanished from the source
 (detected inside the re-read overlap window), never dropped from history.
 """
@@ -37,6 +38,8 @@ class TableSpec:
     required: tuple[str, ...] = ()  # NULL here sends the row to quarantine
     future_checked: tuple[str, ...] = ()  # a value far in the future sends the row to quarantine
     detect_deletes: bool = False
+    # rows never change once written (only deletes): merge = insert new keys, no change hash
+    append_only: bool = False
     snapshot_table: str | None = None  # append a snapshot row whenever the row changed
     extra_bookkeeping: tuple[Column, ...] = field(default=())
 
@@ -65,6 +68,7 @@ TABLES: dict[str, TableSpec] = {
             required=("id", "event_type", "created_at"),
             future_checked=("created_at",),
             detect_deletes=True,
+            append_only=True,
         ),
         TableSpec(
             name="job_heartbeats",
@@ -124,16 +128,22 @@ def _quote(name: str) -> str:
     return f'"{name}"'
 
 
-def raw_table_ddl(spec: TableSpec) -> list[str]:
+def raw_table_ddl(spec: TableSpec, postgres: bool) -> list[str]:
+    """On PostgreSQL the key is a primary key. On DuckDB it is not declared: an ART index costs
+    more than the whole load there, and the merge (anti-join on the key, one writer holding the
+    file lock) is what keeps keys unique; dbt's unique tests check it."""
     cols = [f"{_quote(c.name)} {c.type}" for c in spec.columns]
-    cols += ["_loaded_at timestamptz not null", "_row_hash text not null"]
+    cols.append("_loaded_at timestamptz not null")
+    if not spec.append_only:
+        cols.append("_row_hash text not null")
     if spec.detect_deletes:
         cols.append("_deleted_at timestamptz")
-    stmts = [
-        f"create table if not exists {RAW_SCHEMA}.{spec.name} (\n    "
-        + ",\n    ".join(cols)
-        + f",\n    primary key ({_quote(spec.key)})\n)"
-    ]
+    if postgres:
+        cols.append(f"primary key ({_quote(spec.key)})")
+    stmts = [f"create table if not exists {RAW_SCHEMA}.{spec.name} (\n    " + ",\n    ".join(cols) + "\n)"]
+    if postgres:
+        stmts.append(f"create index if not exists {spec.name}_{spec.cursor}_idx "
+                     f"on {RAW_SCHEMA}.{spec.name} ({_quote(spec.cursor)})")
     if spec.snapshot_table:
         snap_cols = [f"{_quote(c.name)} {c.type}" for c in spec.columns]
         snap_cols += ["_observed_at timestamptz not null", "_row_hash text not null"]
@@ -171,8 +181,8 @@ BOOKKEEPING_DDL = [
 ]
 
 
-def all_raw_ddl() -> list[str]:
+def all_raw_ddl(postgres: bool = False) -> list[str]:
     stmts = [f"create schema if not exists {RAW_SCHEMA}"]
     for spec in TABLES.values():
-        stmts += raw_table_ddl(spec)
+        stmts += raw_table_ddl(spec, postgres)
     return stmts + BOOKKEEPING_DDL

@@ -1,0 +1,18 @@
+"""The ops-warehouse code location: thin wiring of the pieces under defs/."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.defs.extract.assets import extract_assets
+from orchestration.defs.resources import ops_locations_from_env
+from orchestration.defs.schedules import extract_and_build_job, hourly_extract_and_build
+from orchestration.defs.transform.dbt_assets import dbt_resource, ops_dbt_models
+
+defs = dg.Definitions(
+    assets=[*extract_assets, ops_dbt_models],
+    jobs=[extract_and_build_job],
+    schedules=[hourly_extract_and_build],
+    resources={"ops_locations": ops_locations_from_env(), "dbt": dbt_resource()},
+    executor=dg.in_process_executor,  # measured faster than multiprocess for this graph on 2 cores
+)

@@ -1,0 +1,19 @@
+"""The main job (extract every source table, then build the dbt models) and its hourly schedule."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+extract_and_build_job = dg.define_asset_job(
+    name="extract_and_build",
+    selection=dg.AssetSelection.all(),
+    description="Extract every source table into raw, then build staging, facts and marts (dbt build).",
+)
+
+hourly_extract_and_build = dg.ScheduleDefinition(
+    name="hourly_extract_and_build",
+    job=extract_and_build_job,
+    cron_schedule="5 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

@@ -1,0 +1,82 @@
+"""dbt models as Dagster assets; dbt tests become asset checks.
+
+dbt sources ``ops.<table>`` map onto the extraction assets ``raw/<table>``, so the lineage graph
+runs unbroken from each source table to the marts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+
+from orchestration.defs.resources import OpsLocations
+from orchestration.lib import settings
+from orchestration.lib.dbt_env import dbt_env, dbt_target
+from orchestration.lib.extract.raw_schema import RAW_SCHEMA
+
+OWNER = "team:ops-warehouse"
+
+# folder under models/ -> Dagster group
+GROUP_BY_FOLDER = {
+    "staging": "staging",
+    "intermediate": "staging",
+    "core": "staging",
+    "errors": "error_analytics",
+    "jobs": "jobs_and_posting",
+    "posting": "jobs_and_posting",
+    "quality": "quality",
+}
+
+
+class OpsDbtTranslator(DagsterDbtTranslator):
+    """Keys, groups and owners decided in one place."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([RAW_SCHEMA, dbt_resource_props["name"]])
+        return dg.AssetKey([dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn", [])
+        for folder in reversed(fqn[1:-1]):
+            if folder in GROUP_BY_FOLDER:
+                return GROUP_BY_FOLDER[folder]
+        return "staging"
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return [OWNER]
+
+
+def dbt_project_for(warehouse=None) -> DbtProject:
+    warehouse = warehouse or settings.warehouse_location()
+    project = DbtProject(
+        project_dir=settings.DBT_PROJECT_DIR,
+        profiles_dir=settings.DBT_PROJECT_DIR,
+        target=dbt_target(warehouse),
+    )
+    project.prepare_if_dev()
+    if not project.manifest_path.exists():  # a fresh clone: parse once (no database needed)
+        project.preparer.prepare(project)
+    return project
+
+
+ops_dbt_project = dbt_project_for()
+
+
+@dbt_assets(
+    manifest=ops_dbt_project.manifest_path,
+    project=ops_dbt_project,
+    dagster_dbt_translator=OpsDbtTranslator(DagsterDbtTranslatorSettings(enable_code_references=True)),
+)
+def ops_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, ops_locations: OpsLocations):
+    # the profile reads the warehouse from the environment; derive it from the one setting
+    os.environ.update(dbt_env(ops_locations.warehouse))
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=ops_dbt_project, target=ops_dbt_project.target)

@@ -1,0 +1,22 @@
+"""``ops-warehouse bench <name>``: benchmarks that print figures side by side (and --json PATH)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="benchmarks (figures side by side, ratios)")
+    sub = p.add_subparsers(dest="bench", required=True)
+    ex = sub.add_parser("extract", help="extract rows/s vs psql \\copy, both warehouse targets")
+    ex.add_argument("--rows", type=int, default=1_000_000)
+    ex.add_argument("--json", dest="json_path", help="also write the figures to this file")
+    ex.add_argument("--pg-dsn", help="admin DSN used to create scratch databases "
+                                     "(default OPS_BENCH_PG_DSN or postgres@127.0.0.1:5432)")
+    ex.set_defaults(func=_extract)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from orchestration.lib.bench.extract_bench import main
+
+    return main(args.rows, args.json_path, args.pg_dsn)

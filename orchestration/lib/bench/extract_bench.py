@@ -1,0 +1,150 @@
+"""Extraction throughput next to plain ``psql \\copy``, measured in the same run.
+
+For N ``system_events`` rows in a PostgreSQL source:
+- into DuckDB:      our extract (ADBC → stage → merge → commit)  vs  ``psql \\copy (…) to FILE``;
+- into PostgreSQL:  our extract (COPY pipe → stage → merge → commit)  vs
+                    ``psql \\copy (…) to stdout | psql \\copy target from stdin`` into a table of
+                    the same definition as ``raw.system_events`` (same primary key and index),
+                    since keeping keys unique is part of the job.
+Both sides select the same columns (jsonb printed as text). Figures are relative: client and
+server share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from orchestration.lib.extract import readers
+from orchestration.lib.extract.engine import ExtractRequest, extract_table
+from orchestration.lib.extract.raw_schema import TABLES, raw_table_ddl
+from orchestration.lib.settings import Location
+from orchestration.lib.source.schema import create_source_schema
+
+FILL_SQL = """
+insert into system_events (event_type, event_data, metadata, severity, message, created_at, "timestamp")
+select (array['POST_FAILED','POSTING_QUEUE_TICK','error_browser_queue_timeout','posting_job_execution_failed',
+              'EXECUTOR_DAEMON_TICK','POSTING_QUEUE_BLOCKED'])[1 + i % 6],
+       case when i % 10 <> 0 then jsonb_build_object(
+         'decision_id', md5(i::text), 'error', 'page.goto: Timeout ' || (i % 60000) || 'ms exceeded',
+         'duration_ms', i % 5000, 'tweet_id', (1800000000000000000 + i)::text) end,
+       case when i % 10 = 0 then jsonb_build_object('reason', 'CIRCUIT_BREAKER', 'queue_len', i % 17) end,
+       (array['info','warning','error','critical',null,'notice'])[1 + i % 6],
+       'posting attempt ' || i || ' failed after ' || (i % 90) || 's',
+       ts, ts
+from (select i, now() - (i * interval '2 seconds') as ts from generate_series(1, %s) i) g
+"""
+
+
+def _dsn_for(admin_dsn: str, dbname: str) -> str:
+    parts = urlsplit(admin_dsn)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{dbname}", parts.query, ""))
+
+
+def _psql(dsn: str, command: str) -> list[str]:
+    return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-c", command]
+
+
+def run_extract_bench(rows: int, admin_dsn: str, workdir: Path) -> dict:
+    suffix = uuid.uuid4().hex[:8]
+    src_db, wh_db, base_db = f"ops_bench_src_{suffix}", f"ops_bench_wh_{suffix}", f"ops_bench_base_{suffix}"
+    admin = psycopg.connect(admin_dsn, autocommit=True)
+    for db in (src_db, wh_db, base_db):
+        admin.execute(f"create database {db}")
+    try:
+        source = Location.parse(_dsn_for(admin_dsn, src_db))
+        create_source_schema(source)
+        with psycopg.connect(source.dsn, autocommit=True) as conn:
+            conn.execute(FILL_SQL.replace("%s", str(int(rows))))
+            conn.execute("vacuum analyze system_events")
+
+        spec = TABLES["system_events"]
+        with psycopg.connect(source.dsn) as conn:
+            cols = readers.source_columns(conn, source, "system_events")
+        select = readers.source_query(spec, cols, "postgres", '"system_events"', None, None)
+
+        figures: dict = {"rows": rows}
+        copy_file = workdir / "system_events.copy"
+        t = time.perf_counter()
+        subprocess.run(_psql(source.dsn, f"\\copy ({select}) to '{copy_file}'"), check=True)
+        figures["psql_copy_to_file_s"] = time.perf_counter() - t
+
+        duck = Location.parse(str(workdir / "bench_warehouse.duckdb"))
+        t = time.perf_counter()
+        result = extract_table(source, duck, "system_events", ExtractRequest())
+        figures["extract_to_duckdb_s"] = time.perf_counter() - t
+        assert result.rows_inserted == rows, result
+
+        base_dsn = _dsn_for(admin_dsn, base_db)
+        with psycopg.connect(base_dsn, autocommit=True) as conn:
+            conn.execute("create schema raw")
+            for stmt in raw_table_ddl(spec, postgres=True):
+                conn.execute(stmt)
+        # _loaded_at is not null in raw: the baseline fills it by a column default
+        with psycopg.connect(base_dsn, autocommit=True) as conn:
+            conn.execute("alter table raw.system_events alter column _loaded_at set default now()")
+        load = "\\copy raw.system_events (" + ", ".join(f'"{c}"' for c in spec.column_names) + ") from stdin"
+        t = time.perf_counter()
+        pipe = subprocess.Popen(_psql(source.dsn, f"\\copy ({select}) to stdout"), stdout=subprocess.PIPE)
+        subprocess.run(_psql(base_dsn, load), stdin=pipe.stdout, check=True)
+        pipe.wait()
+        figures["psql_copy_pipe_s"] = time.perf_counter() - t
+
+        pg_wh = Location.parse(_dsn_for(admin_dsn, wh_db))
+        t = time.perf_counter()
+        result = extract_table(source, pg_wh, "system_events", ExtractRequest())
+        figures["extract_to_postgres_s"] = time.perf_counter() - t
+        assert result.rows_inserted == rows, result
+
+        t = time.perf_counter()
+        again = extract_table(source, pg_wh, "system_events", ExtractRequest())
+        figures["incremental_rerun_postgres_s"] = time.perf_counter() - t
+        figures["incremental_rerun_rows_read"] = again.rows_read
+        return _with_rates(figures)
+    finally:
+        for db in (src_db, wh_db, base_db):
+            admin.execute(f"drop database if exists {db} with (force)")
+        admin.close()
+
+
+def _with_rates(f: dict) -> dict:
+    rows = f["rows"]
+    for key in list(f):
+        if key.endswith("_s") and key != "incremental_rerun_postgres_s":
+            f[key.replace("_s", "_rows_per_s")] = rows / f[key]
+    f["ratio_duckdb_vs_copy_to_file"] = f["psql_copy_to_file_s"] / f["extract_to_duckdb_s"]
+    f["ratio_postgres_vs_copy_pipe"] = f["psql_copy_pipe_s"] / f["extract_to_postgres_s"]
+    return f
+
+
+def print_table(f: dict) -> None:
+    print(f"\nextract benchmark: {f['rows']:,} system_events rows from PostgreSQL")
+    print(f"{'target':12s} {'ours rows/s':>14s} {'baseline':38s} {'baseline rows/s':>16s} {'ratio':>7s}")
+    to_file, pipe = "psql \\copy to a file", "psql \\copy out | \\copy in (same table)"
+    print(f"{'duckdb':12s} {f['extract_to_duckdb_rows_per_s']:>14,.0f} {to_file:38s} "
+          f"{f['psql_copy_to_file_rows_per_s']:>16,.0f} {f['ratio_duckdb_vs_copy_to_file']:>7.2f}")
+    print(f"{'postgres':12s} {f['extract_to_postgres_rows_per_s']:>14,.0f} "
+          f"{pipe:38s} "
+          f"{f['psql_copy_pipe_rows_per_s']:>16,.0f} {f['ratio_postgres_vs_copy_pipe']:>7.2f}")
+    print(f"incremental rerun (overlap window only): {f['incremental_rerun_rows_read']:,} rows re-read "
+          f"in {f['incremental_rerun_postgres_s']:.2f}s")
+
+
+def main(rows: int, json_path: str | None, admin_dsn: str | None) -> int:
+    admin_dsn = admin_dsn or os.environ.get("OPS_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    with tempfile.TemporaryDirectory(prefix="ops-bench-") as tmp:
+        figures = run_extract_bench(rows, admin_dsn, Path(tmp))
+    print_table(figures)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(figures, indent=2))
+        print(f"figures written to {json_path}")
+    return 0

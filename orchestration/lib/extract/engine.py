@@ -1,0 +1,448 @@
+"""Incremental, exactly-once extraction of one source table into the warehouse ``raw`` schema.
+
+One run, in ONE warehouse transaction:
+1. read the table's cursor from ``raw._extract_state``;
+2. stream source rows with ``cursor >= last cursor - overlap`` into a temporary stage (bulk path);
+3. move bad rows (missing key, NULL event_type, broken JSON, timestamps far in the future) to
+   ``raw._quarantine`` with their reason;
+4. merge the stage into the raw table on the primary key (insert new, update changed);
+5. ``system_events``: rows of the re-read window missing from the source are marked deleted;
+   ``job_heartbeats``: every changed row is also appended to the snapshot table;
+6. advance the cursor (never past the source's clock) and commit.
+
+A crash or a killed connection anywhere before the commit rolls everything back, cursor
+included, so the rerun reads the same window again: nothing lost, nothing duplicated. The
+overlap window re-read on every run is what catches rows committed late with an older
+timestamp; rows re-read that did not change are left untouched.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+import psycopg
+
+from orchestration.lib.db import duckdb_connect, postgres_connect
+from orchestration.lib.extract import readers
+from orchestration.lib.extract.raw_schema import RAW_SCHEMA, TABLES, TableSpec, all_raw_ddl
+from orchestration.lib.settings import Location, future_tolerance_minutes, overlap_minutes
+
+Mode = Literal["incremental", "full_refresh", "backfill"]
+NULL_TOKEN = "\\N"
+
+
+@dataclass
+class ExtractResult:
+    table: str
+    mode: str
+    run_id: str
+    window_start: datetime | None
+    window_end: datetime | None
+    cursor_before: datetime | None
+    cursor_after: datetime | None
+    source_now: datetime
+    rows_read: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    rows_marked_deleted: int = 0
+    rows_quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    snapshots_added: int = 0
+    seconds: float = 0.0
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """How far the warehouse trails the source's clock for this table."""
+        if self.cursor_after is None:
+            return None
+        return max(0.0, (self.source_now - self.cursor_after).total_seconds())
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds > 0 else 0.0
+
+    def as_metadata(self) -> dict:
+        data = asdict(self)
+        data["lag_seconds"] = self.lag_seconds
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        return data
+
+
+@dataclass(frozen=True)
+class ExtractRequest:
+    mode: Mode = "incremental"
+    backfill_start: datetime | None = None
+    backfill_end: datetime | None = None
+    overlap: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode == "backfill":
+            if self.backfill_start is None or self.backfill_end is None:
+                raise ValueError("a backfill needs both a start and an end")
+            if self.backfill_start >= self.backfill_end:
+                raise ValueError("backfill start must be before its end")
+        elif self.backfill_start is not None or self.backfill_end is not None:
+            raise ValueError("backfill_start/backfill_end only go with mode='backfill'")
+
+
+def ensure_raw_schema(warehouse: Location) -> None:
+    conn = _warehouse_connect(warehouse)
+    try:
+        for stmt in all_raw_ddl(postgres=warehouse.is_postgres):
+            conn.execute(stmt)
+        if warehouse.is_postgres:
+            conn.execute(_PG_JSON_CHECK_FN)
+            conn.commit()
+    finally:
+        conn.close()
+
+
+def extract_table(source: Location, warehouse: Location, table: str,
+                  request: ExtractRequest = ExtractRequest(), *, on_batch=None,
+                  run_id: str | None = None) -> ExtractResult:
+    spec = TABLES[table]
+    run_id = run_id or uuid.uuid4().hex[:12]
+    overlap = request.overlap if request.overlap is not None else timedelta(minutes=overlap_minutes())
+    started = time.perf_counter()
+    ensure_raw_schema(warehouse)
+
+    wh = _warehouse_connect(warehouse)
+    src_pg = postgres_connect(source, autocommit=True) if source.is_postgres else None
+    src_duck = None
+    try:
+        if source.is_postgres:
+            source_conn = src_pg
+            table_ref = f'"{table}"'
+        else:
+            # a DuckDB source is attached read-only: to the warehouse itself when that is DuckDB
+            source_conn = wh if not warehouse.is_postgres else _duckdb_memory()
+            if warehouse.is_postgres:
+                src_duck = source_conn
+            _attach_source(source_conn, source)
+            table_ref = f'{readers.SOURCE_ALIAS}.main."{table}"'
+        if not warehouse.is_postgres:
+            wh.execute("begin transaction")  # psycopg opens its transaction implicitly
+        source_now = _source_now(source_conn, source.is_postgres)
+        cols = readers.source_columns(source_conn, source, table)
+
+        if warehouse.is_postgres:  # one extract of a table at a time; held until commit/rollback
+            wh.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"ops_extract:{table}",))
+        cursor_before = _read_cursor(wh, warehouse, table)
+        lo, hi = _window(request, cursor_before, overlap)
+        result = ExtractResult(table=table, mode=request.mode, run_id=run_id, window_start=lo,
+                               window_end=hi, cursor_before=cursor_before, cursor_after=cursor_before,
+                               source_now=source_now)
+
+        stage = _create_stage(wh, warehouse, spec)
+        query = readers.source_query(spec, cols, "postgres" if source.is_postgres else "duckdb",
+                                     table_ref, lo, hi)
+        _stream(source, warehouse, source_conn, wh, query, stage, spec, on_batch)
+
+        loaded_at = datetime.now(timezone.utc)
+        sql = _MergeSql(spec, stage, warehouse.is_postgres, loaded_at,
+                        _reject_checks(spec, cols, source_now), lo)
+        result.rows_read = _scalar(wh, f"select count(*) from {stage}")
+        result.quarantined_by_reason = _quarantine(wh, sql)
+        result.rows_quarantined = sum(result.quarantined_by_reason.values())
+        if spec.detect_deletes:  # the stage holds every source row of [lo, hi): absent ones were deleted
+            result.rows_marked_deleted = _exec_count(wh, sql.mark_deleted(lo, hi))
+        update = sql.update_changed()
+        result.rows_updated = _exec_count(wh, update) if update else 0
+        result.rows_inserted = _exec_count(wh, sql.insert_new())
+        result.rows_unchanged = (result.rows_read - result.rows_quarantined - result.rows_updated
+                                 - result.rows_inserted)
+        if spec.snapshot_table:
+            result.snapshots_added = _exec_count(wh, sql.insert_snapshots())
+
+        if request.mode != "backfill":
+            newest = _scalar(wh, f'select max("{spec.cursor}") from {stage}')
+            result.cursor_after = _advance_cursor(cursor_before, newest, source_now)
+        result.seconds = time.perf_counter() - started
+        _write_state(wh, warehouse, spec, result, loaded_at)
+        wh.execute(f"drop table if exists {stage}")
+        wh.commit() if warehouse.is_postgres else wh.execute("commit")
+        return result
+    except BaseException:
+        try:
+            wh.rollback() if warehouse.is_postgres else wh.execute("rollback")
+        except Exception:  # the connection itself may be what died
+            pass
+        raise
+    finally:
+        wh.close()
+        if src_pg is not None:
+            src_pg.close()
+        if src_duck is not None:
+            src_duck.close()
+
+
+def extract_all(source: Location, warehouse: Location, request: ExtractRequest = ExtractRequest(),
+                tables: list[str] | None = None) -> list[ExtractResult]:
+    return [extract_table(source, warehouse, t, request) for t in (tables or list(TABLES))]
+
+
+# ---------------------------------------------------------------------------------------------
+# the steps
+
+
+def _window(request: ExtractRequest, cursor: datetime | None,
+            overlap: timedelta) -> tuple[datetime | None, datetime | None]:
+    if request.mode == "backfill":
+        return request.backfill_start, request.backfill_end
+    if request.mode == "full_refresh" or cursor is None:
+        return None, None
+    return cursor - overlap, None
+
+
+def _advance_cursor(before: datetime | None, newest: datetime | None, source_now: datetime) -> datetime | None:
+    """The cursor only moves forward, and never past the source's clock (future rows are
+    quarantined, and must not drag the cursor past rows that are still to come)."""
+    if newest is None:
+        return before
+    newest = min(_as_utc(newest), source_now)
+    return newest if before is None else max(before, newest)
+
+
+def _stream(source: Location, warehouse: Location, source_conn, wh, query: str, stage: str,
+            spec: TableSpec, on_batch) -> None:
+    columns = spec.column_names
+    if source.is_postgres and warehouse.is_postgres:
+        readers.copy_postgres_to_postgres(source_conn, wh, query, stage, columns, on_batch)
+    elif source.is_postgres:
+        readers.arrow_postgres_to_duckdb(source.dsn, wh, query, stage, columns, on_batch)
+    elif warehouse.is_postgres:
+        readers.csv_duckdb_to_postgres(source_conn, wh, query, stage, columns, on_batch)
+    else:
+        readers.sql_duckdb_to_duckdb(wh, query, stage, columns, on_batch)
+
+
+def _create_stage(wh, warehouse: Location, spec: TableSpec) -> str:
+    stage = f"_stage_{spec.name}"
+    cols = ", ".join(f'"{c.name}" {c.type}' for c in spec.columns)
+    if warehouse.is_postgres:
+        wh.execute(f"create temp table {stage} ({cols}) on commit drop")
+    else:
+        wh.execute(f"create or replace temp table {stage} ({cols})")
+    return stage
+
+
+def _reject_checks(spec: TableSpec, cols: readers.SourceColumns,
+                   source_now: datetime) -> list[tuple[str, str]]:
+    """(reason, SQL condition) pairs, in priority order: the first that holds names the reason."""
+    limit = readers._ts_literal(source_now + timedelta(minutes=future_tolerance_minutes()))
+    checks = [(f"missing_{name}", f'"{name}" is null') for name in spec.required]
+    checks += [(f"future_{name}", f'"{name}" > {limit}') for name in spec.future_checked]
+    checks += [(f"invalid_json_{c.name}", c.name) for c in spec.columns
+               if c.json and c.name in cols.present and not cols.json_is_guaranteed(c.name)]
+    return checks
+
+
+def _quarantine(wh, sql: "_MergeSql") -> dict[str, int]:
+    """Copy bad rows to raw._quarantine with their reason; the merge then skips them."""
+    counts = dict(wh.execute(
+        f"select _reject, count(*) from {sql.staged()} q where _reject is not null group by 1"
+    ).fetchall())
+    if counts:
+        wh.execute(sql.insert_quarantine())
+    return {k: int(v) for k, v in counts.items()}
+
+
+def _read_cursor(wh, warehouse: Location, table: str) -> datetime | None:
+    row = wh.execute(
+        f"select cursor_value from {RAW_SCHEMA}._extract_state where source_table = "
+        + ("%s" if warehouse.is_postgres else "?"),
+        (table,),
+    ).fetchone()
+    return _as_utc(row[0]) if row and row[0] is not None else None
+
+
+def _write_state(wh, warehouse: Location, spec: TableSpec, r: ExtractResult, loaded_at: datetime) -> None:
+    p = "%s" if warehouse.is_postgres else "?"
+    wh.execute(
+        f"""insert into {RAW_SCHEMA}._extract_state
+            (source_table, cursor_column, cursor_value, last_run_at, last_run_id, rows_read,
+             rows_inserted, rows_updated, rows_deleted, rows_quarantined)
+            values ({', '.join([p] * 10)})
+            on conflict (source_table) do update set
+              cursor_value = excluded.cursor_value, last_run_at = excluded.last_run_at,
+              last_run_id = excluded.last_run_id, rows_read = excluded.rows_read,
+              rows_inserted = excluded.rows_inserted, rows_updated = excluded.rows_updated,
+              rows_deleted = excluded.rows_deleted, rows_quarantined = excluded.rows_quarantined""",
+        (spec.name, spec.cursor, r.cursor_after, loaded_at, r.run_id, r.rows_read, r.rows_inserted,
+         r.rows_updated, r.rows_marked_deleted, r.rows_quarantined),
+    )
+
+
+class _MergeSql:
+    """The SQL of one merge. Both engines accept the same statements; the few dialect
+    differences (JSON validation, row to JSON) are branched here."""
+
+    def __init__(self, spec: TableSpec, stage: str, postgres: bool, loaded_at: datetime,
+                 reject_checks: list[tuple[str, str]], window_start: datetime | None) -> None:
+        self.spec = spec
+        self.stage = stage
+        self.postgres = postgres
+        self.target = f"{RAW_SCHEMA}.{spec.name}"
+        self.loaded_at = readers._ts_literal(loaded_at)
+        self.cols = [f'"{c}"' for c in spec.column_names]
+        self.key = f'"{spec.key}"'
+        self.reject_checks = reject_checks
+        self.window_start = window_start
+
+    def staged(self) -> str:
+        """The stage with each row's reject reason (NULL = good) and, for mutable tables, its hash."""
+        extra = [f"{self._reject_case()} as _reject"]
+        if not self.spec.append_only:
+            extra.append(f"{self._row_hash()} as _row_hash")
+        return f"(select s.*, {', '.join(extra)} from {self.stage} s)"
+
+    def _reject_case(self) -> str:
+        if not self.reject_checks:
+            return "cast(null as text)"
+        whens = []
+        for reason, cond in self.reject_checks:
+            if reason.startswith("invalid_json_"):
+                cond = self._invalid_json(cond)
+            whens.append(f"when {cond} then '{reason}'")
+        return f"case {' '.join(whens)} end"
+
+    def _row_hash(self) -> str:
+        parts = [f"coalesce(cast(s.{c} as text), '{NULL_TOKEN}')" for c in self.cols]
+        return "md5(" + " || '|' || ".join(parts) + ")"
+
+    def _invalid_json(self, column: str) -> str:
+        if self.postgres:
+            return f'(s."{column}" is not null and not {RAW_SCHEMA}._is_valid_json(s."{column}"))'
+        return f'(s."{column}" is not null and not coalesce(json_valid(s."{column}"), false))'
+
+    def insert_quarantine(self) -> str:
+        cols = ", ".join(f"q.{c}" for c in self.cols)
+        if self.postgres:
+            row_json = f"row_to_json(r)::text from (select {cols}) r"
+            key = f"q.{self.key}::text"
+        else:
+            row_json = f"to_json(struct_pack({cols}))::varchar"
+            key = f"cast(q.{self.key} as varchar)"
+        row_data = f"(select {row_json})" if self.postgres else row_json
+        return f"""
+            insert into {RAW_SCHEMA}._quarantine
+              (source_table, row_key, reason, row_data, _row_hash, first_seen_at, last_seen_at)
+            select source_table, row_key, reason, row_data, md5(row_data), seen, seen from (
+              select '{self.spec.name}' as source_table, {key} as row_key, q._reject as reason,
+                     {row_data} as row_data, {self.loaded_at} as seen
+              from {self.staged()} q where q._reject is not null) bad
+            on conflict (source_table, _row_hash, reason) do update set last_seen_at = excluded.last_seen_at"""
+
+    def _target_in_window(self, alias: str) -> str:
+        """For append-only tables a key's cursor value never changes, so lookups of re-read rows
+        only need the target rows inside the re-read window (cheap on both engines)."""
+        if self.spec.append_only and self.window_start is not None:
+            return f' and {alias}."{self.spec.cursor}" >= {readers._ts_literal(self.window_start)}'
+        return ""
+
+    def update_changed(self) -> str | None:
+        if self.spec.append_only:
+            if not self.spec.detect_deletes:
+                return None
+            # a row marked deleted that is back in the source is live again
+            return f"""
+                update {self.target} as t set _deleted_at = null, _loaded_at = {self.loaded_at}
+                where t._deleted_at is not null{self._target_in_window('t')}
+                  and exists (select 1 from {self.stage} s where s.{self.key} = t.{self.key})"""
+        sets = ", ".join(f"{c} = q.{c}" for c in self.cols if c != self.key)
+        return f"""
+            update {self.target} as t set {sets}, _row_hash = q._row_hash, _loaded_at = {self.loaded_at}
+            from {self.staged()} q
+            where q._reject is null and t.{self.key} = q.{self.key} and t._row_hash <> q._row_hash"""
+
+    def insert_new(self) -> str:
+        cols = ", ".join(self.cols)
+        qcols = ", ".join(f"q.{c}" for c in self.cols)
+        hash_col, hash_val = ("", "") if self.spec.append_only else (", _row_hash", ", q._row_hash")
+        return f"""
+            insert into {self.target} ({cols}, _loaded_at{hash_col})
+            select {qcols}, {self.loaded_at}{hash_val} from {self.staged()} q
+            where q._reject is null and not exists (
+              select 1 from {self.target} t where t.{self.key} = q.{self.key}{self._target_in_window('t')})"""
+
+    def insert_snapshots(self) -> str:
+        snap = f"{RAW_SCHEMA}.{self.spec.snapshot_table}"
+        cols = ", ".join(self.cols)
+        qcols = ", ".join(f"q.{c}" for c in self.cols)
+        return f"""
+            insert into {snap} ({cols}, _observed_at, _row_hash)
+            select {qcols}, {self.loaded_at}, q._row_hash from {self.staged()} q
+            where q._reject is null and not exists (
+              select 1 from {snap} x where x.{self.key} = q.{self.key} and x._row_hash = q._row_hash)"""
+
+    def mark_deleted(self, lo: datetime | None, hi: datetime | None) -> str:
+        cursor = f't."{self.spec.cursor}"'
+        window = []
+        if lo is not None:
+            window.append(f"{cursor} >= {readers._ts_literal(lo)}")
+        if hi is not None:
+            window.append(f"{cursor} < {readers._ts_literal(hi)}")
+        in_window = " and ".join(window) or "true"
+        return f"""
+            update {self.target} as t set _deleted_at = {self.loaded_at}, _loaded_at = {self.loaded_at}
+            where {in_window} and t._deleted_at is null
+              and not exists (select 1 from {self.stage} s where s.{self.key} = t.{self.key})"""
+
+
+_PG_JSON_CHECK_FN = f"""
+create or replace function {RAW_SCHEMA}._is_valid_json(value text) returns boolean
+language plpgsql immutable as $$
+begin
+  perform value::jsonb;
+  return true;
+exception when others then
+  return false;
+end $$"""
+
+
+# ---------------------------------------------------------------------------------------------
+# connection helpers
+
+
+def _warehouse_connect(warehouse: Location):
+    return postgres_connect(warehouse) if warehouse.is_postgres else duckdb_connect(warehouse)
+
+
+def _duckdb_memory():
+    import duckdb
+
+    conn = duckdb.connect()
+    conn.execute("set timezone = 'UTC'")
+    return conn
+
+
+def _attach_source(conn, source: Location) -> None:
+    if not source.path or not source.path.exists():
+        raise FileNotFoundError(f"source DuckDB file not found: {source.path}")
+    conn.execute(f"attach '{source.path}' as {readers.SOURCE_ALIAS} (read_only)")
+
+
+def _source_now(conn, postgres: bool) -> datetime:
+    return _as_utc(conn.execute("select now()" if postgres else "select current_timestamp").fetchone()[0])
+
+
+def _scalar(conn, sql: str):
+    return conn.execute(sql).fetchone()[0]
+
+
+def _exec_count(conn, sql: str) -> int:
+    """Rows affected by a DML statement, on either engine."""
+    cur = conn.execute(sql)
+    if isinstance(cur, psycopg.Cursor):
+        return max(cur.rowcount, 0)
+    row = cur.fetchone()  # DuckDB returns the count as a result row
+    return int(row[0]) if row else 0
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
