@@ -1,6 +1,6 @@
 """One extraction asset per source table, landing in the warehouse ``raw`` schema."""
+# (no `from __future__ import annotations`: Dagster reads the config/resource annotations at runtime)
 
-from __future__ import annotations
 
 from datetime import datetime, timezone
 
@@ -53,32 +53,40 @@ def extract_metadata(result: ExtractResult) -> dict:
         "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
         "rows_per_second": dg.MetadataValue.float(round(result.rows_per_second, 1)),
     }
-    if TABLES[result.table].snapshot_table:
-        meta["snapshots_added"] = dg.MetadataValue.int(result.snapshots_added)
     return meta
+
+
+def _description(table: str) -> str:
+    spec = TABLES[table]
+    text = (
+        f"`{table}` from the bot's operational database, landed in `{RAW_SCHEMA}.{table}`: "
+        f"incremental on `{spec.cursor}` with an overlap window re-read every run, merged on "
+        f"`{spec.key}`, exactly once (rows and cursor commit together). Bad rows go to "
+        f"`{RAW_SCHEMA}._quarantine` with their reason."
+    )
+    if spec.detect_deletes:
+        text += " Rows deleted in the source are marked `_deleted_at`, not dropped."
+    return text
 
 
 def build_extract_asset(table: str) -> dg.AssetsDefinition:
     spec = TABLES[table]
-
-    @dg.asset(
-        key=[RAW_SCHEMA, table],
-        group_name="extract",
-        owners=[OWNER],
-        kinds={"python", "sql"},
-        description=(
-            f"`{table}` from the bot's operational database, landed in `{RAW_SCHEMA}.{table}`: "
-            f"incremental on `{spec.cursor}` with an overlap window re-read every run, merged on "
-            f"`{spec.key}`, exactly once (rows and cursor commit together). Bad rows go to "
-            f"`{RAW_SCHEMA}._quarantine` with their reason."
-            + (" Rows deleted in the source are marked `_deleted_at`." if spec.detect_deletes else "")
-            + (f" Every changed row is also appended to `{RAW_SCHEMA}.{spec.snapshot_table}`."
-               if spec.snapshot_table else "")
-        ),
+    specs = [dg.AssetSpec(
+        key=[RAW_SCHEMA, table], group_name="extract", owners=[OWNER], kinds={"python", "sql"},
+        description=_description(table),
         metadata={"source_table": table, "cursor_column": spec.cursor, "primary_key": spec.key},
-    )
-    def _extract(context: dg.AssetExecutionContext, config: ExtractConfig,
-                 ops_locations: OpsLocations) -> dg.MaterializeResult:
+    )]
+    if spec.snapshot_table:
+        specs.append(dg.AssetSpec(
+            key=[RAW_SCHEMA, spec.snapshot_table], group_name="extract", owners=[OWNER],
+            kinds={"python", "sql"},
+            description=(f"One row per observed change of a `{table}` row (the source keeps only the "
+                         f"current state): appended by the `{table}` extraction whenever a re-read row "
+                         "changed, so run history can be rebuilt."),
+        ))
+
+    @dg.multi_asset(name=f"extract_{table}", specs=specs)
+    def _extract(context: dg.AssetExecutionContext, config: ExtractConfig, ops_locations: OpsLocations):
         result = extract_table(ops_locations.source, ops_locations.warehouse, table,
                                config.to_request(), run_id=context.run_id[:12])
         context.log.info(
@@ -86,10 +94,19 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
             f"{result.rows_updated}, deleted {result.rows_marked_deleted}, quarantined "
             f"{result.rows_quarantined} in {result.seconds:.2f}s"
         )
-        return dg.MaterializeResult(metadata=extract_metadata(result))
+        yield dg.MaterializeResult(asset_key=[RAW_SCHEMA, table], metadata=extract_metadata(result))
+        if spec.snapshot_table:
+            yield dg.MaterializeResult(asset_key=[RAW_SCHEMA, spec.snapshot_table],
+                                       metadata={"snapshots_added": dg.MetadataValue.int(result.snapshots_added)})
 
-    _extract.__name__ = f"extract_{table}"
     return _extract
 
 
 extract_assets = [build_extract_asset(table) for table in TABLES]
+
+# Written by every extraction run, owned by none: shown in the graph as a source of its own.
+quarantine_spec = dg.AssetSpec(
+    key=[RAW_SCHEMA, "_quarantine"], group_name="extract", owners=[OWNER], kinds={"sql"},
+    description=("Rows the extraction refused, with the reason (missing key or event_type, broken JSON, "
+                 "timestamp far in the future), the source table, the row as JSON, first and last seen."),
+)

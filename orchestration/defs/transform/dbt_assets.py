@@ -4,9 +4,10 @@ dbt sources ``ops.<table>`` map onto the extraction assets ``raw/<table>``, so t
 runs unbroken from each source table to the marts.
 """
 
-from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,4 +80,7 @@ def ops_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, ops_l
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=ops_dbt_project, target=ops_dbt_project.target)
+    # the dbt beside this interpreter (the venv's), so it works without the venv on PATH
+    venv_dbt = Path(sys.executable).parent / "dbt"
+    return DbtCliResource(project_dir=ops_dbt_project, target=ops_dbt_project.target,
+                          dbt_executable=str(venv_dbt) if venv_dbt.exists() else "dbt")
