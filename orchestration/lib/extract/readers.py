@@ -104,41 +104,38 @@ def copy_postgres_to_postgres(src_conn, wh_conn, query: str, stage: str, columns
                 on_batch(streamed)
 
 
-def arrow_postgres_to_duckdb(dsn: str, wh_conn, query: str, stage: str, columns: list[str],
-                             on_batch: BatchHook | None, adbc_conn_holder: list | None = None) -> None:
+def arrow_postgres_to_duckdb(dsn: str, wh_conn, query: str, insert_sql: str,
+                             on_batch: BatchHook | None) -> None:
+    """Stream ADBC record batches into DuckDB. ``insert_sql`` has a ``{relation}`` placeholder
+    for the scanned batches (DuckDB reads them as they arrive, in parallel with the fetch)."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    col_list = ", ".join(f'"{c}"' for c in columns)
-    with adbc.connect(dsn) as conn:
-        if adbc_conn_holder is not None:
-            adbc_conn_holder.append(conn)
-        with conn.cursor() as cur:
-            cur.execute(query)
-            reader = cur.fetch_record_batch()
-            if on_batch is None:
-                wh_conn.register("ops_source_batches", reader)
-                try:
-                    wh_conn.execute(f"insert into {stage} ({col_list}) select * from ops_source_batches")
-                finally:
-                    wh_conn.unregister("ops_source_batches")
-                return
-            rows = 0
-            for batch in reader:
-                wh_conn.register("ops_source_batch", batch)
-                try:
-                    wh_conn.execute(f"insert into {stage} ({col_list}) select * from ops_source_batch")
-                finally:
-                    wh_conn.unregister("ops_source_batch")
-                rows += batch.num_rows
-                on_batch(rows)
+    with adbc.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        reader = cur.fetch_record_batch()
+        if on_batch is None:
+            _insert_from_arrow(wh_conn, insert_sql, reader)
+            return
+        rows = 0
+        for batch in reader:
+            _insert_from_arrow(wh_conn, insert_sql, batch)
+            rows += batch.num_rows
+            on_batch(rows)
 
 
-def sql_duckdb_to_duckdb(wh_conn, query: str, stage: str, columns: list[str],
-                         on_batch: BatchHook | None) -> None:
-    col_list = ", ".join(f'"{c}"' for c in columns)
-    wh_conn.execute(f"insert into {stage} ({col_list}) {query}")
+def _insert_from_arrow(wh_conn, insert_sql: str, arrow_object) -> None:
+    wh_conn.register("ops_source_arrow", arrow_object)
+    try:
+        wh_conn.execute(insert_sql.format(relation="ops_source_arrow"))
+    finally:
+        wh_conn.unregister("ops_source_arrow")
+
+
+def sql_duckdb_to_duckdb(wh_conn, query: str, insert_sql: str, on_batch: BatchHook | None) -> None:
+    """The source file is attached to the warehouse connection: one INSERT … SELECT."""
+    wh_conn.execute(insert_sql.format(relation=f"({query})"))
     if on_batch is not None:
-        on_batch(wh_conn.execute(f"select count(*) from {stage}").fetchone()[0])
+        on_batch(-1)
 
 
 def csv_duckdb_to_postgres(src_conn, wh_conn, query: str, stage: str, columns: list[str],
