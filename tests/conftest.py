@@ -44,3 +44,11 @@ def pg_databases(request) -> Iterator[PgDatabases]:
     dbs = PgDatabases(re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:24])
     yield dbs
     dbs.drop_all()
+
+
+@pytest.fixture(scope="module")
+def module_pg_databases(request) -> Iterator[PgDatabases]:
+    """Databases shared by one test module (for expensive setups built once)."""
+    dbs = PgDatabases(re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())[:24])
+    yield dbs
+    dbs.drop_all()

@@ -4,6 +4,7 @@ default (DuckDB source → DuckDB warehouse), and show what came out."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -34,19 +35,26 @@ def run(args: argparse.Namespace) -> int:
     summary = simulate(source, days=args.days, seed=args.seed)
     print(f"    {summary}")
 
-    print("2/3 running the Dagster job extract_and_build (extract -> raw -> staging -> marts) ...")
+    log_path = settings.DATA_DIR / "demo-run.log"
+    print("2/3 running the Dagster job extract_and_build (extract -> raw -> staging -> marts); "
+          f"dbt's log: {log_path}")
     import dagster as dg
 
     from orchestration.definitions import defs
 
-    result = defs.resolve_job_def("extract_and_build").execute_in_process(instance=dg.DagsterInstance.get())
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log):  # dbt's per-node lines
+        result = defs.resolve_job_def("extract_and_build").execute_in_process(
+            instance=dg.DagsterInstance.get(), run_config=quiet, raise_on_error=False)
     if not result.success:
-        print("    the job failed; see the log above")
+        print(f"    the job failed; see the errors above and {log_path}")
         return 1
 
     print("3/3 top error types, last 7 days (marts.mart_error_frequency):")
     print_top_errors(warehouse)
-    print(f"\nwarehouse: {warehouse.path}  (duckdb {warehouse.path} -c 'show all tables')")
+    print(f"\nwarehouse: {warehouse.path}")
+    print("  query it: .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
+          f"{warehouse.path}', read_only=True).sql('select * from marts.mart_error_frequency'))\"")
     print(f"Dagster runs are stored in {os.environ['DAGSTER_HOME']}; `make dev` opens the UI.")
     print(f"done in {time.perf_counter() - started:.1f}s")
     return 0

@@ -5,11 +5,12 @@ runs unbroken from each source table to the marts.
 """
 
 
+import json
 import os
 import sys
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Optional
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
@@ -68,19 +69,37 @@ def dbt_project_for(warehouse=None) -> DbtProject:
 ops_dbt_project = dbt_project_for()
 
 
+class DbtBuildConfig(dg.Config):
+    """Run options: ``as_of`` pins the end of the marts' reporting windows (ISO timestamp; default
+    now), for reproducible reports; ``full_refresh`` rebuilds incremental models from scratch."""
+
+    as_of: Optional[str] = None
+    full_refresh: bool = False
+
+
+def dbt_build_args(as_of: str | None = None, full_refresh: bool = False) -> list[str]:
+    args = ["build"]
+    if as_of:
+        args += ["--vars", json.dumps({"as_of": as_of})]
+    if full_refresh:
+        args.append("--full-refresh")
+    return args
+
+
 @dbt_assets(
     manifest=ops_dbt_project.manifest_path,
     project=ops_dbt_project,
     dagster_dbt_translator=OpsDbtTranslator(DagsterDbtTranslatorSettings(enable_code_references=True)),
 )
-def ops_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, ops_locations: OpsLocations):
+def ops_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource,
+                   ops_locations: OpsLocations):
     # the profile reads the warehouse from the environment; derive it from the one setting
     os.environ.update(dbt_env(ops_locations.warehouse))
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from dbt.cli(dbt_build_args(config.as_of, config.full_refresh), context=context).stream()
 
 
-def dbt_resource() -> DbtCliResource:
+def dbt_resource(target: str | None = None) -> DbtCliResource:
     # the dbt beside this interpreter (the venv's), so it works without the venv on PATH
     venv_dbt = Path(sys.executable).parent / "dbt"
-    return DbtCliResource(project_dir=ops_dbt_project, target=ops_dbt_project.target,
+    return DbtCliResource(project_dir=ops_dbt_project, target=target or ops_dbt_project.target,
                           dbt_executable=str(venv_dbt) if venv_dbt.exists() else "dbt")

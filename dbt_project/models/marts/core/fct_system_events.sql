@@ -19,8 +19,9 @@
     last `fct_lookback_hours` (may be fractional) before the newest _loaded_at already here, so
     rows loaded late and deletion marks (the extractor bumps _loaded_at when it marks a row
     deleted) are merged (delete+insert on event_id works the same on DuckDB and PostgreSQL).
-    Right after a bulk (initial or backfill) load, the next runs within the lookback re-read
-    that whole load: lower the var for those runs if that matters.
+    The extractor's _loaded_at only grows (one extract of a table at a time, stamped inside its
+    lock), so the short default lookback only guards against clock adjustments; a long one
+    makes every run within it re-read the last bulk load.
 -#}
 
 with
@@ -30,7 +31,7 @@ events as (
     select * from {{ ref('stg_ops__system_events') }}
 
     {% if is_incremental() %}
-    {%- set lookback_minutes = ((var('fct_lookback_hours', 3) | float) * 60) | int %}
+    {%- set lookback_minutes = ((var('fct_lookback_hours', 0.25) | float) * 60) | int %}
     where _loaded_at > (
         select coalesce(
             {{ timestamp_add('max(_loaded_at)', -lookback_minutes, 'minute') }},
