@@ -74,3 +74,22 @@ def test_dbt_tests_appear_as_asset_checks():
     checked_assets = {k.asset_key.to_user_string() for k in check_keys}
     assert "fct_system_events" in checked_assets
     assert "mart_error_frequency" in checked_assets
+
+
+def test_quarantine_check_warns_only_when_rows_were_quarantined():
+    from datetime import datetime, timezone
+
+    from orchestration.defs.extract.assets import quarantine_check
+    from orchestration.lib.extract.engine import ExtractResult
+
+    def result(quarantined: dict[str, int]) -> ExtractResult:
+        return ExtractResult(table="system_events", mode="incremental", run_id="r", window_start=None,
+                             window_end=None, cursor_before=None, cursor_after=None,
+                             source_now=datetime.now(timezone.utc), rows_quarantined=sum(quarantined.values()),
+                             quarantined_by_reason=quarantined)
+
+    clean = quarantine_check(result({}))
+    assert clean.passed
+    dirty = quarantine_check(result({"invalid_json_event_data": 2}))
+    assert not dirty.passed and dirty.severity == dg.AssetCheckSeverity.WARN
+    assert dirty.metadata["rows_quarantined"].value == 2

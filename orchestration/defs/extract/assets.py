@@ -56,6 +56,21 @@ def extract_metadata(result: ExtractResult) -> dict:
     return meta
 
 
+def quarantine_check(result: ExtractResult) -> dg.AssetCheckResult:
+    """Passes when the run quarantined nothing; a warning (the run itself went on) otherwise."""
+    return dg.AssetCheckResult(
+        asset_key=[RAW_SCHEMA, result.table],
+        check_name="no_rows_quarantined",
+        passed=result.rows_quarantined == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rows_quarantined": dg.MetadataValue.int(result.rows_quarantined),
+            "by_reason": dg.MetadataValue.json(result.quarantined_by_reason),
+            "where": f"select * from {RAW_SCHEMA}._quarantine where source_table = '{result.table}'",
+        },
+    )
+
+
 def _description(table: str) -> str:
     spec = TABLES[table]
     text = (
@@ -85,7 +100,12 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
                          "changed, so run history can be rebuilt."),
         ))
 
-    @dg.multi_asset(name=f"extract_{table}", specs=specs)
+    checks = [dg.AssetCheckSpec(
+        "no_rows_quarantined", asset=[RAW_SCHEMA, table],
+        description="Warns when this run sent source rows to raw._quarantine (reasons in the metadata).",
+    )]
+
+    @dg.multi_asset(name=f"extract_{table}", specs=specs, check_specs=checks)
     def _extract(context: dg.AssetExecutionContext, config: ExtractConfig, ops_locations: OpsLocations):
         result = extract_table(ops_locations.source, ops_locations.warehouse, table,
                                config.to_request(), run_id=context.run_id[:12])
@@ -95,6 +115,7 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
             f"{result.rows_quarantined} in {result.seconds:.2f}s"
         )
         yield dg.MaterializeResult(asset_key=[RAW_SCHEMA, table], metadata=extract_metadata(result))
+        yield quarantine_check(result)
         if spec.snapshot_table:
             yield dg.MaterializeResult(asset_key=[RAW_SCHEMA, spec.snapshot_table],
                                        metadata={"snapshots_added": dg.MetadataValue.int(result.snapshots_added)})
