@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import cache
+from string import Formatter
+from typing import Callable
 
 BOT_HANDLE = "signal_and_synapse"
 SUPABASE_PROJECT = "qtgjmaelglghnlahqpbl"
@@ -103,7 +106,7 @@ TRACKED_ERRORS: tuple[TrackedError, ...] = (
                  "Rate limit exceeded for /i/api/graphql/{op}/SearchTimeline: retry after {n}s", 0.6,
                  severity="warning"),
     TrackedError("llm_timeout", "content_generator", "APIConnectionTimeoutError",
-                 "OpenAI request timed out after {ms}ms (model=gpt-4o-mini, attempt {n})", 0.6),
+                 "OpenAI request timed out after {ms}ms (model=gpt-4o-mini, attempt {attempt}/3)", 0.6),
     TrackedError("scraper_parse_failed", "scraper", "ParseError",
                  "Could not parse metrics for tweet {tweet}: selector [data-testid=\"like\"] not "
                  "found after {ms}ms", 0.6),
@@ -113,7 +116,7 @@ TRACKED_ERRORS: tuple[TrackedError, ...] = (
                  "request to https://" + SUPABASE_PROJECT + ".supabase.co/rest/v1/{table} failed, "
                  "reason: socket hang up", 0.5),
     TrackedError("browser_queue_timeout", "browser_pool", "TimeoutError",
-                 "Browser queue timeout after {ms}ms (queue_len={n}, active 4/4)", 0.3),
+                 "Browser queue timeout after {ms}ms (queue_len={queue}, active 4/4)", 0.3),
     TrackedError("session_expired", "auth", "AuthError",
                  "Session cookie rejected (auth_token age {n}h), re-login required", 0.05,
                  severity="critical"),
@@ -173,23 +176,34 @@ def stack_trace(rng: random.Random, error_name: str, message: str) -> str:
     return text[: rng.randint(300, 500)]
 
 
+_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+_MAKERS: dict[str, Callable[[random.Random], object]] = {
+    "ms": lambda rng: rng.choice((5000, 10000, 15000, 30000, 45000, 60000)) + rng.randint(0, 999),
+    "n": lambda rng: rng.randint(2, 120),
+    "m": lambda rng: rng.randint(2, 250),
+    "attempt": lambda rng: rng.randint(1, 3),
+    "queue": lambda rng: rng.randint(5, 15),
+    "op": lambda rng: "".join(rng.choices(_ALPHABET, k=22)),
+    "table": lambda rng: rng.choice(TABLES),
+    "prop": lambda rng: rng.choice(PROPS),
+    "hex": lambda rng: f"{rng.getrandbits(64):016x}",
+    "author": lambda rng: rng.choice(TARGET_AUTHORS),
+    "tweet": lambda rng: str(rng.getrandbits(60) + 1_800_000_000_000_000_000),
+    "handle": lambda rng: BOT_HANDLE,
+    "generator": lambda rng: rng.choice(GENERATORS),
+    "decision": lambda rng: "unknown",
+}
+
+
+@cache
+def _placeholders(template: str) -> tuple[str, ...]:
+    return tuple(name for _, name, _, _ in Formatter().parse(template) if name)
+
+
 def fill(template: str, rng: random.Random, **known: object) -> str:
-    """Fill a message template with plausible numbers and names."""
-    values: dict[str, object] = {
-        "ms": rng.choice((5000, 10000, 15000, 30000, 45000, 60000)) + rng.randint(0, 999),
-        "n": rng.randint(2, 120),
-        "m": rng.randint(2, 250),
-        "op": "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789_-") for _ in range(22)),
-        "table": rng.choice(TABLES),
-        "prop": rng.choice(PROPS),
-        "hex": f"{rng.getrandbits(64):016x}",
-        "author": rng.choice(TARGET_AUTHORS),
-        "tweet": str(rng.getrandbits(60) + 1_800_000_000_000_000_000),
-        "handle": BOT_HANDLE,
-        "generator": rng.choice(GENERATORS),
-        "decision": "unknown",
-    }
-    values.update(known)
+    """Fill a message template with plausible numbers and names (only those it uses)."""
+    values = {name: known[name] if name in known else _MAKERS[name](rng)
+              for name in _placeholders(template)}
     return template.format(**values)
 
 

@@ -79,10 +79,12 @@ def plan_incidents(rng: random.Random, start: int, end: int) -> list[Incident]:
     margin = min(2 * HOUR, slot // 6)
     warmup = min(6 * HOUR, slot // 3)  # give detectors some history before the first incident
     incidents: list[Incident] = []
+    ordinals = {kind: rng.randrange(1000) for kind in KINDS}  # where each kind's subjects start
     for index, kind in enumerate(kinds[:count]):
         lo = start + index * slot + (warmup if index == 0 else margin)
         hi = start + (index + 1) * slot - margin
-        incident = PLANNERS[kind](rng, lo, hi)
+        incident = PLANNERS[kind](rng, lo, hi, ordinals[kind])
+        ordinals[kind] += 1
         if incident is not None:
             incident.incident_id = f"inc-{len(incidents) + 1:03d}-{kind}"
             incidents.append(incident)
@@ -95,12 +97,17 @@ def _place(rng: random.Random, lo: int, hi: int, duration: int) -> int | None:
     return lo + rng.randrange(hi - lo - duration + 1)
 
 
-def _error_spike(rng: random.Random, lo: int, hi: int) -> Incident | None:
+def _nth(choices: tuple[str, ...], ordinal: int) -> str:
+    """Successive incidents of a kind take successive subjects, so a month shows several."""
+    return choices[ordinal % len(choices)]
+
+
+def _error_spike(rng: random.Random, lo: int, hi: int, ordinal: int) -> Incident | None:
     duration = rng.randint(60, 120) * MINUTE
     start = _place(rng, lo, hi, duration)
     if start is None:
         return None
-    event_type = rng.choice(cat.SPIKE_TYPES)
+    event_type = _nth(cat.SPIKE_TYPES, ordinal)
     baseline = cat.TRACKED_BY_TYPE[event_type.removeprefix("error_")].per_hour
     multiplier = round(rng.uniform(10, 20), 1)
     return Incident("", "error_spike", start, start + duration, event_type, {
@@ -109,7 +116,7 @@ def _error_spike(rng: random.Random, lo: int, hi: int) -> Incident | None:
     })
 
 
-def _circuit_breaker_stuck(rng: random.Random, lo: int, hi: int) -> Incident | None:
+def _circuit_breaker_stuck(rng: random.Random, lo: int, hi: int, ordinal: int) -> Incident | None:
     duration = rng.randint(120, 360) * MINUTE
     start = _place(rng, lo, hi, duration)
     if start is None:
@@ -120,7 +127,7 @@ def _circuit_breaker_stuck(rng: random.Random, lo: int, hi: int) -> Incident | N
     })
 
 
-def _null_tweet_id_burst(rng: random.Random, lo: int, hi: int) -> Incident | None:
+def _null_tweet_id_burst(rng: random.Random, lo: int, hi: int, ordinal: int) -> Incident | None:
     first_hour = -(-(lo + 30 * MINUTE) // HOUR) * HOUR  # room before it for the injected decisions
     hours = (hi - HOUR - first_hour) // HOUR + 1
     if hours <= 0:
@@ -133,8 +140,8 @@ def _null_tweet_id_burst(rng: random.Random, lo: int, hi: int) -> Incident | Non
     return incident
 
 
-def _job_failure_streak(rng: random.Random, lo: int, hi: int) -> Incident | None:
-    job = JOBS_BY_NAME[rng.choice(STREAK_JOBS)]
+def _job_failure_streak(rng: random.Random, lo: int, hi: int, ordinal: int) -> Incident | None:
+    job = JOBS_BY_NAME[_nth(STREAK_JOBS, ordinal)]
     length = rng.randint(6, 12)
     duration = (length + 2) * job.interval_us
     start = _place(rng, lo + 2 * job.interval_us, hi, duration)
@@ -149,17 +156,17 @@ def _job_failure_streak(rng: random.Random, lo: int, hi: int) -> Incident | None
     return incident
 
 
-def _silent_shutdown(rng: random.Random, lo: int, hi: int) -> Incident | None:
+def _silent_shutdown(rng: random.Random, lo: int, hi: int, ordinal: int) -> Incident | None:
     duration = rng.randint(180, 480) * MINUTE
     start = _place(rng, lo, hi, duration)
     if start is None:
         return None
     return Incident("", "silent_shutdown", start, start + duration, QUEUE_SUBJECT, {
-        "reason": rng.choice(cat.SHUTDOWN_REASONS),
+        "reason": _nth(cat.SHUTDOWN_REASONS, ordinal),
     })
 
 
-def _cause_effect(rng: random.Random, lo: int, hi: int) -> Incident | None:
+def _cause_effect(rng: random.Random, lo: int, hi: int, ordinal: int) -> Incident | None:
     cause_duration = rng.randint(45, 75) * MINUTE
     lag = rng.randint(50, 70) * MINUTE
     effect_duration = 60 * MINUTE
@@ -181,13 +188,13 @@ def _cause_effect(rng: random.Random, lo: int, hi: int) -> Incident | None:
     return incident
 
 
-def _late_commit(rng: random.Random, lo: int, hi: int) -> Incident | None:
+def _late_commit(rng: random.Random, lo: int, hi: int, ordinal: int) -> Incident | None:
     window = rng.randint(10, 20) * MINUTE
     delay_seconds = rng.randint(120, 900)
     start = _place(rng, lo, hi, window + delay_seconds * SECOND)
     if start is None:
         return None
-    writer = rng.choice(LATE_WRITERS)
+    writer = _nth(LATE_WRITERS, ordinal)
     incident = Incident("", "late_commit", start, start + window + delay_seconds * SECOND, writer, {
         "writer": writer, "delay_seconds": delay_seconds, "event_ids": [],
     })
@@ -195,7 +202,7 @@ def _late_commit(rng: random.Random, lo: int, hi: int) -> Incident | None:
     return incident
 
 
-def _deleted_verification_failed(rng: random.Random, lo: int, hi: int) -> Incident | None:
+def _deleted_verification_failed(rng: random.Random, lo: int, hi: int, ordinal: int) -> Incident | None:
     window = 20 * MINUTE
     delete_after = rng.randint(5, 20) * MINUTE
     start = _place(rng, lo, hi, window + delete_after)
@@ -264,24 +271,24 @@ class IncidentBook:
                 return incident
         return None
 
-    def streak_outcome(self, job_name: str, moment: int, interval: int) -> str | None:
-        """'fail' or 'succeed' when an injected streak dictates this run of the job, else None."""
+    def streak_outcome(self, job_name: str, moment: int, interval: int) -> tuple[str, Incident] | None:
+        """('fail' | 'succeed', incident) when an injected streak dictates this run, else None."""
         for incident in self.by_kind["job_failure_streak"]:
             if incident.subject != job_name:
                 continue
             state = incident.state
             if incident.start - 3 * interval // 2 <= moment < incident.start:
-                return "succeed"  # a clean run just before, so the streak is exactly its length
+                return "succeed", incident  # a clean run just before: the streak is exactly its length
             if moment < incident.start or state["recovered"]:
                 continue
             if state["failed"] == 0:
                 incident.start = moment
             if state["failed"] < incident.details["streak_length"]:
                 state["failed"] += 1
-                return "fail"
+                return "fail", incident
             state["recovered"] = True
             incident.end = moment
-            return "succeed"
+            return "succeed", incident
         return None
 
     def records(self) -> list[dict[str, Any]]:

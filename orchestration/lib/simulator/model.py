@@ -129,6 +129,7 @@ class JobState:
     last_error: str | None = None
     consecutive_failures: int = 0
     busy_until: int = 0
+    started_at: int = 0
     snapshot_times: list[int] = field(default_factory=list)
     snapshots: list[Heartbeat] = field(default_factory=list)
     watchdog_quiet_until: int = 0
@@ -188,6 +189,8 @@ class Decision:
     history: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
     def change(self, at: int, **fields: Any) -> None:
+        if self.history and at < self.history[-1][0]:
+            at = self.history[-1][0]  # updates never go back in time (as_of relies on the order)
         for name in LIVE_DECISION_FIELDS.intersection(fields):
             setattr(self, name, fields[name])
         self.history.append((at, fields))
@@ -217,14 +220,16 @@ class Decision:
 # Output rows
 # ---------------------------------------------------------------------------------------------
 
-# system_events: (commit_at, created_at, id, event_type, event_data, metadata, severity, message,
-# component). commit_at is when the row becomes visible; it differs from created_at only for
-# late-committed rows.
-EventRow = tuple[int, int, str, str, str | None, str | None, str | None, str | None, str | None]
-# posting_attempts: (created_at, id, job_type, decision_id, target_tweet_id, tweet_id, status,
-# error_message, metrics)
-AttemptRow = tuple[int, str, str, str, str | None, str | None, str, str | None, str]
-# metrics_scraper_runs: (run_at, id, runner_mode, status, eligible, scraped, updated, skipped,
+# Rows are kept in their table's column order so that they go to Arrow without reshuffling.
+# system_events: (id, event_type, event_data, metadata, severity, message, component, timestamp,
+# created_at, commit_at). commit_at (not a column) is when the row becomes visible; it differs
+# from created_at only for late-committed rows.
+EventRow = tuple[str, str, str | None, str | None, str | None, str | None, str | None, int, int, int]
+COMMIT_AT = 9
+# posting_attempts: (id, job_type, decision_id, target_tweet_id, tweet_id, status, error_message,
+# metrics, created_at)
+AttemptRow = tuple[str, str, str, str | None, str | None, str, str | None, str, int]
+# metrics_scraper_runs: (id, run_at, runner_mode, status, eligible, scraped, updated, skipped,
 # failed, duration_ms, skip_reason, error_message)
 ScraperRunRow = tuple[int, int, bool, str, int, int, int, int, int, int, str | None, str | None]
 
@@ -239,6 +244,12 @@ class SimulationSummary:
     incidents: list[dict[str, Any]]
     truth_path: Path | None
     seconds: float
+
+    def __str__(self) -> str:
+        tables = ", ".join(f"{table} {count:,}" for table, count in self.rows.items())
+        return (f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M} UTC, seed {self.seed}: "
+                f"{tables}; {len(self.incidents)} incidents; {self.seconds:.1f}s; "
+                f"truth in {self.truth_path}")
 
     def incidents_per_kind(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -1,0 +1,174 @@
+"""``simulate()``: run the timeline and write the part that falls in the write window.
+
+The whole timeline [end - days, end) is always generated, so rows are identical whatever is
+written. A write window [write_from, write_to) selects rows by the moment they become visible
+(created_at, or for late-committed rows created_at + delay), upserts heartbeats and decisions to
+their state as of write_to, and applies the deletions that happened before write_to. Writing
+[a, b) then [b, c) therefore appends exactly what one write of [a, c) would have.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+
+from orchestration.lib.settings import Location
+from orchestration.lib.simulator.generate import Chunk, Timeline
+from orchestration.lib.simulator.model import (
+    COMMIT_AT,
+    DAY,
+    Decision,
+    JobState,
+    SimulationSummary,
+    from_us,
+    to_us,
+)
+from orchestration.lib.simulator.writers import (
+    DECISIONS,
+    JOB_HEARTBEATS,
+    METRICS_SCRAPER_RUNS,
+    POSTING_ATTEMPTS,
+    SYSTEM_EVENTS,
+    InsertPipeline,
+    SourceWriter,
+    TableShape,
+    default_truth_path,
+    open_writer,
+    write_truth_file,
+    write_truth_table,
+)
+from orchestration.lib.source.schema import SOURCE_TABLES, create_source_schema
+
+ROWS_PER_BATCH = 200_000
+
+
+def default_end() -> datetime:
+    """The current time truncated to the hour (UTC)."""
+    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def simulate(
+    target: Location,
+    *,
+    days: float,
+    seed: int,
+    end: datetime | None = None,
+    truth_path: Path | None = None,
+    write_from: datetime | None = None,
+    write_to: datetime | None = None,
+    reset: bool = True,
+    scale: float = 1.0,
+    incidents: bool = True,
+) -> SimulationSummary:
+    """Simulate ``days`` of the bot's life ending at ``end`` and write it into ``target``."""
+    began = time.perf_counter()
+    end = default_end() if end is None else end if end.tzinfo else end.replace(tzinfo=timezone.utc)
+    end_us = to_us(end)
+    start_us = end_us - round(days * DAY)
+    lo = None if write_from is None else to_us(write_from)
+    hi = end_us if write_to is None else min(to_us(write_to), end_us)
+    timeline = Timeline(seed=seed, start=start_us, end=end_us, scale=scale, incidents=incidents)
+
+    create_source_schema(target, drop_existing=reset)
+    rows = dict.fromkeys(SOURCE_TABLES, 0)
+    writer = open_writer(target)
+    try:
+        if reset:
+            writer.defer_indexes(SYSTEM_EVENTS)
+        _load_chunks(writer, timeline, lo, hi, rows)
+        rows[DECISIONS.name] = _upsert_decisions(writer, timeline.decisions, lo, hi)
+        rows[JOB_HEARTBEATS.name] = _upsert_heartbeats(writer, timeline.jobs.values(), hi)
+        deleted = writer.delete_events([i for at, i in timeline.deletions
+                                        if (lo is None or at >= lo) and at < hi])
+        writer.finish_load()
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+
+    records = timeline.book.records()
+    truth = truth_path or default_truth_path(target)
+    write_truth_file(truth, records)
+    if target.is_postgres:
+        write_truth_table(target, records, reset=reset)
+    return SimulationSummary(
+        start=from_us(start_us), end=end, seed=seed, rows=rows, deleted_events=deleted,
+        incidents=records, truth_path=truth, seconds=time.perf_counter() - began,
+    )
+
+
+def _select(rows: list[Any], time_index: int, lo: int | None, hi: int) -> list[Any]:
+    """The rows whose time (at ``time_index``) falls in [lo, hi)."""
+    if lo is None:
+        return [r for r in rows if r[time_index] < hi]
+    return [r for r in rows if lo <= r[time_index] < hi]
+
+
+def _load_chunks(writer: SourceWriter, timeline: Timeline, lo: int | None, hi: int,
+                 rows: dict[str, int]) -> None:
+    """Append the chunks' rows that fall in the window, loading in the background."""
+    pipeline = InsertPipeline()
+    try:
+        for chunk in timeline.chunks():
+            for shape, table in _chunk_tables(chunk, lo, hi):
+                pipeline.submit(partial(writer.insert, shape, table))
+                rows[shape.name] += table.num_rows
+            pipeline.submit(writer.end_batch)
+    finally:
+        pipeline.join()
+
+
+def _chunk_tables(chunk: Chunk, lo: int | None, hi: int) -> Iterator[tuple[TableShape, pa.Table]]:
+    events = _select(chunk.events, COMMIT_AT, lo, hi)
+    attempts = _select(chunk.attempts, -1, lo, hi)
+    runs = _select(chunk.scraper_runs, 1, lo, hi)
+    for shape, batch in ((SYSTEM_EVENTS, events), (POSTING_ATTEMPTS, attempts),
+                         (METRICS_SCRAPER_RUNS, runs)):
+        for offset in range(0, len(batch), ROWS_PER_BATCH):
+            yield shape, shape.to_arrow(batch[offset:offset + ROWS_PER_BATCH])
+
+
+def _upsert_heartbeats(writer: SourceWriter, jobs: Iterable[JobState], hi: int) -> int:
+    """Each job's row as it stood at the end of the window (the table has no history)."""
+    rows = []
+    for state in jobs:
+        snapshot = state.as_of(hi)
+        if snapshot is not None:
+            updated, success, failure, status, error, consecutive = snapshot
+            rows.append((state.spec.name, success, failure, status, error, consecutive, updated))
+    writer.upsert(JOB_HEARTBEATS, JOB_HEARTBEATS.to_arrow(rows))
+    return len(rows)
+
+
+def _upsert_decisions(writer: SourceWriter, decisions: list[Decision], lo: int | None, hi: int) -> int:
+    """Decisions changed in the window, at their state as of the window's end."""
+    rows = []
+    for decision in decisions:
+        if decision.created_at >= hi or not decision.touched_in(lo, hi):
+            continue
+        state = decision.state_as_of(hi)
+        assert state is not None
+        features = dict(decision.features, retry_count=state["retry_count"])
+        rows.append((
+            decision.seq, decision.decision_id, decision.decision_type, state["status"],
+            decision.content, decision.generator_name, decision.topic, decision.predicted_er,
+            decision.quality_score, state["scheduled_at"], state["posted_at"], state["tweet_id"],
+            state["thread_tweet_ids"], decision.target_tweet_id, state["skip_reason"],
+            state["error_message"], json.dumps(features), decision.is_test_post,
+            decision.created_at, state["updated_at"],
+        ))
+    for offset in range(0, len(rows), ROWS_PER_BATCH):
+        writer.upsert(DECISIONS, DECISIONS.to_arrow(rows[offset:offset + ROWS_PER_BATCH]))
+    return len(rows)
+
+
+def end_from_iso(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
