@@ -182,12 +182,12 @@ def _merge_through_stage(source, warehouse, source_conn, wh, spec: TableSpec, qu
     """PostgreSQL warehouse: COPY into a temp stage, then quarantine, upsert, mark deletes."""
     stage = _create_stage(wh, warehouse, spec)
     _stream(source, warehouse, source_conn, wh, query, stage, spec, on_batch)
-    sql = _MergeSql(spec, stage, True, loaded_at, checks, lo)
+    sql = _StageMergeSql(spec, stage, loaded_at, checks, lo, hi)
     result.rows_read = _scalar(wh, f"select count(*) from {stage}")
     result.quarantined_by_reason = _quarantine(wh, sql)
     result.rows_quarantined = sum(result.quarantined_by_reason.values())
     if spec.detect_deletes:  # the stage holds every source row of [lo, hi): absent ones were deleted
-        result.rows_marked_deleted = _exec_count(wh, sql.mark_deleted(lo, hi))
+        result.rows_marked_deleted = _exec_count(wh, sql.mark_deleted())
     update = sql.update_changed()
     result.rows_updated = _exec_count(wh, update) if update else 0
     result.rows_inserted = _exec_count(wh, sql.insert_new())
@@ -209,7 +209,7 @@ def _land_and_merge(source, source_conn, wh, spec: TableSpec, query: str, checks
     run are the ones with ``_loaded_at`` = this run's timestamp; everything below happens inside
     the run's transaction, so nobody sees the intermediate states.
     """
-    m = _LandedMerge(spec, loaded_at, checks, lo, hi)
+    m = _LandedMergeSql(spec, loaded_at, checks, lo, hi)
     if source.is_postgres:
         readers.arrow_postgres_to_duckdb(source.dsn, wh, query, m.land_sql(), on_batch)
     else:
@@ -269,18 +269,20 @@ def _create_stage(wh, warehouse: Location, spec: TableSpec) -> str:
     return stage
 
 
-def _reject_checks(spec: TableSpec, cols: readers.SourceColumns,
-                   source_now: datetime) -> list[tuple[str, str]]:
-    """(reason, SQL condition) pairs, in priority order: the first that holds names the reason."""
+RejectCheck = tuple[str, str, str]  # (reason, column, predicate on "{c}", or "invalid_json")
+
+
+def _reject_checks(spec: TableSpec, cols: readers.SourceColumns, source_now: datetime) -> list[RejectCheck]:
+    """Why a row can be refused, in priority order: the first that holds names the reason."""
     limit = readers._ts_literal(source_now + timedelta(minutes=future_tolerance_minutes()))
-    checks = [(f"missing_{name}", f'"{name}" is null') for name in spec.required]
-    checks += [(f"future_{name}", f'"{name}" > {limit}') for name in spec.future_checked]
-    checks += [(f"invalid_json_{c.name}", c.name) for c in spec.columns
+    checks = [(f"missing_{name}", name, "{c} is null") for name in spec.required]
+    checks += [(f"future_{name}", name, "{c} > " + limit) for name in spec.future_checked]
+    checks += [(f"invalid_json_{c.name}", c.name, "invalid_json") for c in spec.columns
                if c.json and c.name in cols.present and not cols.json_is_guaranteed(c.name)]
     return checks
 
 
-def _quarantine(wh, sql: "_MergeSql") -> dict[str, int]:
+def _quarantine(wh, sql: "_StageMergeSql") -> dict[str, int]:
     """Copy bad rows to raw._quarantine with their reason; the merge then skips them."""
     counts = dict(wh.execute(
         f"select _reject, count(*) from {sql.staged()} q where _reject is not null group by 1"
@@ -316,77 +318,90 @@ def _write_state(wh, warehouse: Location, spec: TableSpec, r: ExtractResult, loa
     )
 
 
-def _row_hash_sql(quoted_cols: list[str], alias: str) -> str:
-    """md5 over the source columns, NULL-safe: tells a changed row from an unchanged re-read."""
-    parts = [f"coalesce(cast({alias}.{c} as text), '{NULL_TOKEN}')" for c in quoted_cols]
-    return "md5(" + " || '|' || ".join(parts) + ")"
+class _MergeSqlBase:
+    """What both merges share: names, the re-read window, reject reasons and row hashes."""
 
+    postgres: bool
 
-class _MergeSql:
-    """The SQL of one merge. Both engines accept the same statements; the few dialect
-    differences (JSON validation, row to JSON) are branched here."""
-
-    def __init__(self, spec: TableSpec, stage: str, postgres: bool, loaded_at: datetime,
-                 reject_checks: list[tuple[str, str]], window_start: datetime | None) -> None:
+    def __init__(self, spec: TableSpec, loaded_at: datetime, checks: list[RejectCheck],
+                 lo: datetime | None, hi: datetime | None) -> None:
         self.spec = spec
-        self.stage = stage
-        self.postgres = postgres
         self.target = f"{RAW_SCHEMA}.{spec.name}"
         self.loaded_at = readers._ts_literal(loaded_at)
         self.cols = [f'"{c}"' for c in spec.column_names]
         self.key = f'"{spec.key}"'
-        self.reject_checks = reject_checks
-        self.window_start = window_start
+        self.checks = checks
+        self.lo, self.hi = lo, hi
 
-    def staged(self) -> str:
-        """The stage with each row's reject reason (NULL = good) and, for mutable tables, its hash."""
-        extra = [f"{self._reject_case()} as _reject"]
-        if not self.spec.append_only:
-            extra.append(f"{self._row_hash()} as _row_hash")
-        return f"(select s.*, {', '.join(extra)} from {self.stage} s)"
+    def window(self, alias: str) -> str:
+        """The cursor range this run re-read, [lo, hi)."""
+        cursor = f'{alias}."{self.spec.cursor}"'
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{cursor} >= {readers._ts_literal(self.lo)}")
+        if self.hi is not None:
+            parts.append(f"{cursor} < {readers._ts_literal(self.hi)}")
+        return " and ".join(parts) or "true"
 
-    def _reject_case(self) -> str:
-        if not self.reject_checks:
+    def old_lookup_window(self, alias: str) -> str:
+        """An append-only row's cursor never changes, so the raw copy of a re-read row can only be
+        inside the window: lookups stay cheap on large tables."""
+        return f" and {self.window(alias)}" if self.spec.append_only else ""
+
+    def reject_case(self, alias: str) -> str:
+        """The first reason a row is refused, or NULL for a good row."""
+        if not self.checks:
             return "cast(null as text)"
         whens = []
-        for reason, cond in self.reject_checks:
-            if reason.startswith("invalid_json_"):
-                cond = self._invalid_json(cond)
+        for reason, column, predicate in self.checks:
+            qualified = f'{alias}."{column}"'
+            cond = self._invalid_json(qualified) if predicate == "invalid_json" else predicate.format(c=qualified)
             whens.append(f"when {cond} then '{reason}'")
         return f"case {' '.join(whens)} end"
 
-    def _row_hash(self) -> str:
-        return _row_hash_sql(self.cols, "s")
-
     def _invalid_json(self, column: str) -> str:
         if self.postgres:
-            return f'(s."{column}" is not null and not {RAW_SCHEMA}._is_valid_json(s."{column}"))'
-        return f'(s."{column}" is not null and not coalesce(json_valid(s."{column}"), false))'
+            return f"({column} is not null and not {RAW_SCHEMA}._is_valid_json({column}))"
+        return f"({column} is not null and not coalesce(json_valid({column}), false))"
 
-    def insert_quarantine(self) -> str:
-        cols = ", ".join(f"q.{c}" for c in self.cols)
-        if self.postgres:
-            row_json = f"row_to_json(r)::text from (select {cols}) r"
-            key = f"q.{self.key}::text"
-        else:
-            row_json = f"to_json(struct_pack({cols}))::varchar"
-            key = f"cast(q.{self.key} as varchar)"
-        row_data = f"(select {row_json})" if self.postgres else row_json
+    def row_hash(self, alias: str) -> str:
+        """md5 over the source columns, NULL-safe: tells a changed row from an unchanged re-read."""
+        parts = [f"coalesce(cast({alias}.{c} as text), '{NULL_TOKEN}')" for c in self.cols]
+        return "md5(" + " || '|' || ".join(parts) + ")"
+
+    def _quarantine_insert(self, key: str, reason: str, row_data: str, relation: str, where: str) -> str:
         return f"""
             insert into {RAW_SCHEMA}._quarantine
               (source_table, row_key, reason, row_data, _row_hash, first_seen_at, last_seen_at)
             select source_table, row_key, reason, row_data, md5(row_data), seen, seen from (
-              select '{self.spec.name}' as source_table, {key} as row_key, q._reject as reason,
+              select '{self.spec.name}' as source_table, {key} as row_key, {reason} as reason,
                      {row_data} as row_data, {self.loaded_at} as seen
-              from {self.staged()} q where q._reject is not null) bad
+              from {relation} where {where}) bad
+            where reason is not null
             on conflict (source_table, _row_hash, reason) do update set last_seen_at = excluded.last_seen_at"""
 
-    def _target_in_window(self, alias: str) -> str:
-        """For append-only tables a key's cursor value never changes, so lookups of re-read rows
-        only need the target rows inside the re-read window (cheap on both engines)."""
-        if self.spec.append_only and self.window_start is not None:
-            return f' and {alias}."{self.spec.cursor}" >= {readers._ts_literal(self.window_start)}'
-        return ""
+
+class _StageMergeSql(_MergeSqlBase):
+    """PostgreSQL: the rows read sit in a temp stage; upsert them into raw."""
+
+    postgres = True
+
+    def __init__(self, spec: TableSpec, stage: str, loaded_at: datetime, checks, lo, hi) -> None:
+        super().__init__(spec, loaded_at, checks, lo, hi)
+        self.stage = stage
+
+    def staged(self) -> str:
+        """The stage with each row's reject reason (NULL = good) and, for mutable tables, its hash."""
+        extra = [f"{self.reject_case('s')} as _reject"]
+        if not self.spec.append_only:
+            extra.append(f"{self.row_hash('s')} as _row_hash")
+        return f"(select s.*, {', '.join(extra)} from {self.stage} s)"
+
+    def insert_quarantine(self) -> str:
+        cols = ", ".join(f"q.{c}" for c in self.cols)
+        return self._quarantine_insert(f"q.{self.key}::text", "q._reject",
+                                       f"(select row_to_json(r)::text from (select {cols}) r)",
+                                       f"{self.staged()} q", "q._reject is not null")
 
     def update_changed(self) -> str | None:
         if self.spec.append_only:
@@ -395,7 +410,7 @@ class _MergeSql:
             # a row marked deleted that is back in the source is live again
             return f"""
                 update {self.target} as t set _deleted_at = null, _loaded_at = {self.loaded_at}
-                where t._deleted_at is not null{self._target_in_window('t')}
+                where t._deleted_at is not null{self.old_lookup_window('t')}
                   and exists (select 1 from {self.stage} s where s.{self.key} = t.{self.key})"""
         sets = ", ".join(f"{c} = q.{c}" for c in self.cols if c != self.key)
         return f"""
@@ -411,7 +426,7 @@ class _MergeSql:
             insert into {self.target} ({cols}, _loaded_at{hash_col})
             select {qcols}, {self.loaded_at}{hash_val} from {self.staged()} q
             where q._reject is null and not exists (
-              select 1 from {self.target} t where t.{self.key} = q.{self.key}{self._target_in_window('t')})"""
+              select 1 from {self.target} t where t.{self.key} = q.{self.key}{self.old_lookup_window('t')})"""
 
     def insert_snapshots(self) -> str:
         snap = f"{RAW_SCHEMA}.{self.spec.snapshot_table}"
@@ -423,33 +438,18 @@ class _MergeSql:
             where q._reject is null and not exists (
               select 1 from {snap} x where x.{self.key} = q.{self.key} and x._row_hash = q._row_hash)"""
 
-    def mark_deleted(self, lo: datetime | None, hi: datetime | None) -> str:
-        cursor = f't."{self.spec.cursor}"'
-        window = []
-        if lo is not None:
-            window.append(f"{cursor} >= {readers._ts_literal(lo)}")
-        if hi is not None:
-            window.append(f"{cursor} < {readers._ts_literal(hi)}")
-        in_window = " and ".join(window) or "true"
+    def mark_deleted(self) -> str:
+        """Raw rows of the window that the stage (every source row of the window) lacks."""
         return f"""
             update {self.target} as t set _deleted_at = {self.loaded_at}, _loaded_at = {self.loaded_at}
-            where {in_window} and t._deleted_at is null
+            where {self.window('t')} and t._deleted_at is null
               and not exists (select 1 from {self.stage} s where s.{self.key} = t.{self.key})"""
 
 
-class _LandedMerge:
-    """SQL of the DuckDB land-then-fix merge (see ``_land_and_merge``)."""
+class _LandedMergeSql(_MergeSqlBase):
+    """DuckDB: the rows read were landed in raw itself, marked by this run's ``_loaded_at``."""
 
-    def __init__(self, spec: TableSpec, loaded_at: datetime, checks: list[tuple[str, str]],
-                 lo: datetime | None, hi: datetime | None) -> None:
-        self.spec = spec
-        self.target = f"{RAW_SCHEMA}.{spec.name}"
-        self.loaded_at = readers._ts_literal(loaded_at)
-        self.cols = [f'"{c}"' for c in spec.column_names]
-        self.key = f'"{spec.key}"'
-        self.checks = checks
-        self.lo, self.hi = lo, hi
-        self._reject = _MergeSql(spec, self.target, False, loaded_at, checks, lo)._reject_case()
+    postgres = False
 
     def is_new(self, alias: str) -> str:
         prefix = f"{alias}." if alias else ""
@@ -457,19 +457,6 @@ class _LandedMerge:
 
     def is_old(self, alias: str) -> str:
         return f"{alias}._loaded_at <> {self.loaded_at}"
-
-    def _window(self, alias: str) -> str:
-        cursor = f'{alias}."{self.spec.cursor}"'
-        parts = []
-        if self.lo is not None:
-            parts.append(f"{cursor} >= {readers._ts_literal(self.lo)}")
-        if self.hi is not None:
-            parts.append(f"{cursor} < {readers._ts_literal(self.hi)}")
-        return " and ".join(parts) or "true"
-
-    def _old_lookup_window(self, alias: str) -> str:
-        # an append-only row's cursor never changes: its old copy can only be inside the window
-        return f" and {self._window(alias)}" if self.spec.append_only else ""
 
     def land_sql(self) -> str:
         """``insert … select … from {relation}``; readers fill in the relation they stream."""
@@ -479,35 +466,27 @@ class _LandedMerge:
             return (f"insert into {self.target} ({cols}, _loaded_at) "
                     f"select {rcols}, {self.loaded_at} from {{relation}} s")
         return (f"insert into {self.target} ({cols}, _loaded_at, _row_hash) "
-                f"select {rcols}, {self.loaded_at}, {_row_hash_sql(self.cols, 's')} "
-                f"from {{relation}} s")
+                f"select {rcols}, {self.loaded_at}, {self.row_hash('s')} from {{relation}} s")
 
     def mark_deleted(self) -> str:
         """Old rows of the window that this read did not bring back are gone from the source."""
         return f"""
             update {self.target} as o set _deleted_at = {self.loaded_at}
-            where {self.is_old('o')} and {self._window('o')} and o._deleted_at is null
+            where {self.is_old('o')} and {self.window('o')} and o._deleted_at is null
               and not exists (select 1 from {self.target} n where {self.is_new('n')} and n.{self.key} = o.{self.key})"""
 
     def reject_counts(self) -> str:
-        return f"""select reason, count(*) from (select {self._reject} as reason from {self.target} s
+        return f"""select reason, count(*) from (select {self.reject_case('s')} as reason from {self.target} s
                    where {self.is_new('s')}) r where reason is not null group by 1"""
 
     def insert_quarantine(self) -> str:
         cols = ", ".join(f"s.{c}" for c in self.cols)
-        return f"""
-            insert into {RAW_SCHEMA}._quarantine
-              (source_table, row_key, reason, row_data, _row_hash, first_seen_at, last_seen_at)
-            select source_table, row_key, reason, row_data, md5(row_data), seen, seen from (
-              select '{self.spec.name}' as source_table, cast(s.{self.key} as varchar) as row_key,
-                     {self._reject} as reason, to_json(struct_pack({cols}))::varchar as row_data,
-                     {self.loaded_at} as seen
-              from {self.target} s where {self.is_new('s')}) bad
-            where reason is not null
-            on conflict (source_table, _row_hash, reason) do update set last_seen_at = excluded.last_seen_at"""
+        return self._quarantine_insert(f"cast(s.{self.key} as varchar)", self.reject_case("s"),
+                                       f"to_json(struct_pack({cols}))::varchar",
+                                       f"{self.target} s", self.is_new("s"))
 
     def delete_rejected(self) -> str:
-        return f"delete from {self.target} s where {self.is_new('s')} and ({self._reject}) is not null"
+        return f"delete from {self.target} s where {self.is_new('s')} and ({self.reject_case('s')}) is not null"
 
     def delete_unchanged_copies(self) -> str:
         """A re-read row equal to what raw already holds: drop the new copy, keep the old row."""
@@ -515,12 +494,12 @@ class _LandedMerge:
         return f"""
             delete from {self.target} n where {self.is_new('n')} and exists (
               select 1 from {self.target} o where {self.is_old('o')} and o.{self.key} = n.{self.key}
-                and {old_wins}{self._old_lookup_window('o')})"""
+                and {old_wins}{self.old_lookup_window('o')})"""
 
     def delete_replaced_versions(self) -> str:
         """A changed (or deleted-then-back) row: the new copy replaces the old one."""
         return f"""
-            delete from {self.target} o where {self.is_old('o')}{self._old_lookup_window('o')}
+            delete from {self.target} o where {self.is_old('o')}{self.old_lookup_window('o')}
               and exists (select 1 from {self.target} n where {self.is_new('n')} and n.{self.key} = o.{self.key})"""
 
     def insert_snapshots(self) -> str:
