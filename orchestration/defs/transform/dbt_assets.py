@@ -7,6 +7,7 @@ runs unbroken from each source table to the marts.
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from typing import Any, Optional
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.dbt_project import using_dagster_dev
 
 from orchestration.defs.resources import OpsLocations
 from orchestration.lib import settings
@@ -60,10 +62,18 @@ def dbt_project_for(warehouse=None) -> DbtProject:
         profiles_dir=settings.DBT_PROJECT_DIR,
         target=dbt_target(warehouse),
     )
-    project.prepare_if_dev()
-    if not project.manifest_path.exists():  # a fresh clone: parse once (no database needed)
-        project.preparer.prepare(project)
+    if not project.manifest_path.exists() or using_dagster_dev():
+        # a fresh clone (or `dagster dev`, to pick up edits): parse, which needs no database
+        subprocess.run([dbt_executable(), "parse", "--quiet", "--project-dir", str(project.project_dir),
+                        "--profiles-dir", str(project.profiles_dir), "--target", project.target or "duckdb"],
+                       check=True)
     return project
+
+
+def dbt_executable() -> str:
+    """The dbt beside this interpreter (the venv's), so nothing depends on the venv being on PATH."""
+    venv_dbt = Path(sys.executable).parent / "dbt"
+    return str(venv_dbt) if venv_dbt.exists() else "dbt"
 
 
 ops_dbt_project = dbt_project_for()
@@ -99,7 +109,5 @@ def ops_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig, db
 
 
 def dbt_resource(target: str | None = None) -> DbtCliResource:
-    # the dbt beside this interpreter (the venv's), so it works without the venv on PATH
-    venv_dbt = Path(sys.executable).parent / "dbt"
     return DbtCliResource(project_dir=ops_dbt_project, target=target or ops_dbt_project.target,
-                          dbt_executable=str(venv_dbt) if venv_dbt.exists() else "dbt")
+                          dbt_executable=dbt_executable())
