@@ -25,7 +25,10 @@ NOW = datetime.now(timezone.utc)
 
 
 def make_source(kind: str, pg_databases, tmp_path) -> Location:
-    loc = Location.parse(pg_databases.new("src")) if kind == "postgres" else Location.parse(str(tmp_path / "src.duckdb"))
+    if kind == "postgres":
+        loc = Location.parse(pg_databases.new("src"))
+    else:
+        loc = Location.parse(str(tmp_path / "src.duckdb"))
     create_source_schema(loc)
     return loc
 
@@ -210,8 +213,9 @@ def test_rows_updated_in_place_are_merged_on_their_key(warehouse_kind, pg_databa
                         "tweet_id = '1870000000000000001', updated_at = ? where decision_id = 'd-1'", (NOW,))
     result = extract_table(source, warehouse, "content_generation_metadata_comprehensive")
     assert (result.rows_updated, result.rows_inserted) == (1, 0)
-    assert wh_query(warehouse, "select decision_id, status, tweet_id from "
-                               "raw.content_generation_metadata_comprehensive") == [("d-1", "posted", "1870000000000000001")]
+    merged = wh_query(warehouse, "select decision_id, status, tweet_id from "
+                                 "raw.content_generation_metadata_comprehensive")
+    assert merged == [("d-1", "posted", "1870000000000000001")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 MAX_RETRIES = 3
 STALE_AFTER = 3 * HOUR
 REPLY_SLO = 60 * MINUTE
-EFFECT_FAILURE_SHARE = 0.85
-HOLD_LOOKAHEAD = 6 * MINUTE  # longer than a batch of five attempts  # share of attempts failing with PLAYWRIGHT_TIMEOUT in an effect window
+EFFECT_FAILURE_SHARE = 0.85  # share of attempts failing with PLAYWRIGHT_TIMEOUT in an effect window
+HOLD_LOOKAHEAD = 6 * MINUTE  # longer than a batch of five attempts
 
 
 @dataclass(frozen=True)
