@@ -25,7 +25,8 @@ bench: install
 	$(BIN)/ops-warehouse bench extract --rows 1000000 --json benchmarks/results/extract.json
 
 dev: install
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || printf "telemetry:\n  enabled: false\n" > $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m orchestration.definitions
 
 clean:

@@ -26,7 +26,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("the demo runs on the embedded default; unset OPS_SOURCE_URL / OPS_WAREHOUSE_URL")
     os.environ.setdefault("DAGSTER_HOME", str(settings.PROJECT_ROOT / ".dagster_home"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    (Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml").touch()  # local storage: the defaults
+    instance_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    if not instance_yaml.exists():  # local storage (the defaults), no telemetry
+        instance_yaml.write_text("telemetry:\n  enabled: false\n")
 
     from orchestration.lib.simulator import simulate
 
