@@ -180,6 +180,9 @@ def extract_all(source: Location, warehouse: Location, request: ExtractRequest =
 def _merge_through_stage(source, warehouse, source_conn, wh, spec: TableSpec, query: str,
                          checks, loaded_at: datetime, lo, hi, result: ExtractResult, on_batch):
     """PostgreSQL warehouse: COPY into a temp stage, then quarantine, upsert, mark deletes."""
+    if spec.append_only and _scalar(wh, f"select not exists (select 1 from {RAW_SCHEMA}.{spec.name})"):
+        return _initial_bulk_load(source, warehouse, source_conn, wh, spec, query, checks, loaded_at,
+                                  result, on_batch)
     stage = _create_stage(wh, warehouse, spec)
     _stream(source, warehouse, source_conn, wh, query, stage, spec, on_batch)
     sql = _StageMergeSql(spec, stage, loaded_at, checks, lo, hi)
@@ -198,6 +201,50 @@ def _merge_through_stage(source, warehouse, source_conn, wh, spec: TableSpec, qu
     newest = _scalar(wh, f"select max(q.\"{spec.cursor}\") from {sql.staged()} q where q._reject is null")
     wh.execute(f"drop table if exists {stage}")
     return newest
+
+
+def _initial_bulk_load(source, warehouse, source_conn, wh, spec: TableSpec, query: str, checks,
+                       loaded_at: datetime, result: ExtractResult, on_batch):
+    """PostgreSQL, first load of an append-only table: COPY straight into the empty raw table
+    with its indexes dropped, refuse bad rows, then build the indexes once. Nothing to merge
+    with, and building an index once beats maintaining it row by row (measured: the stage path
+    ran at ~0.7 of a plain COPY pipe for 1M rows). All inside the run's transaction."""
+    target = f"{RAW_SCHEMA}.{spec.name}"
+    sql = _LandedMergeSql(spec, loaded_at, checks, None, None, postgres=True)
+    rebuild = _drop_indexes(wh, spec.name)
+    wh.execute(f"alter table {target} alter column _loaded_at set default {sql.loaded_at}")
+    _stream(source, warehouse, source_conn, wh, query, target, spec, on_batch)
+    wh.execute(f"alter table {target} alter column _loaded_at drop default")
+    result.rows_read = _scalar(wh, f"select count(*) from {target}")
+    if checks:
+        counts = dict(wh.execute(sql.reject_counts()).fetchall())
+        result.quarantined_by_reason = {k: int(v) for k, v in counts.items()}
+        result.rows_quarantined = sum(result.quarantined_by_reason.values())
+        if counts:
+            wh.execute(sql.insert_quarantine())
+            wh.execute(sql.delete_rejected())
+    result.rows_inserted = result.rows_read - result.rows_quarantined
+    for stmt in rebuild:
+        wh.execute(stmt)
+    return _scalar(wh, f'select max("{spec.cursor}") from {target}')
+
+
+def _drop_indexes(wh, table: str) -> list[str]:
+    """Drop a raw table's key and indexes; return the statements that rebuild them as they were."""
+    constraints = wh.execute(
+        "select conname, pg_get_constraintdef(oid) from pg_constraint "
+        "where conrelid = %s::regclass and contype in ('p', 'u')", (f"{RAW_SCHEMA}.{table}",)).fetchall()
+    indexes = wh.execute(
+        "select indexname, indexdef from pg_indexes where schemaname = %s and tablename = %s "
+        "and indexname <> all(%s)", (RAW_SCHEMA, table, [name for name, _ in constraints])).fetchall()
+    rebuild = []
+    for name, definition in constraints:
+        wh.execute(f'alter table {RAW_SCHEMA}.{table} drop constraint "{name}"')
+        rebuild.append(f'alter table {RAW_SCHEMA}.{table} add constraint "{name}" {definition}')
+    for name, definition in indexes:
+        wh.execute(f'drop index {RAW_SCHEMA}."{name}"')
+        rebuild.append(definition)
+    return rebuild
 
 
 def _land_and_merge(source, source_conn, wh, spec: TableSpec, query: str, checks,
@@ -324,7 +371,9 @@ class _MergeSqlBase:
     postgres: bool
 
     def __init__(self, spec: TableSpec, loaded_at: datetime, checks: list[RejectCheck],
-                 lo: datetime | None, hi: datetime | None) -> None:
+                 lo: datetime | None, hi: datetime | None, postgres: bool | None = None) -> None:
+        if postgres is not None:
+            self.postgres = postgres
         self.spec = spec
         self.target = f"{RAW_SCHEMA}.{spec.name}"
         self.loaded_at = readers._ts_literal(loaded_at)
@@ -447,7 +496,8 @@ class _StageMergeSql(_MergeSqlBase):
 
 
 class _LandedMergeSql(_MergeSqlBase):
-    """DuckDB: the rows read were landed in raw itself, marked by this run's ``_loaded_at``."""
+    """DuckDB (and PostgreSQL's first bulk load): the rows read were landed in raw itself,
+    marked by this run's ``_loaded_at``."""
 
     postgres = False
 
@@ -481,8 +531,9 @@ class _LandedMergeSql(_MergeSqlBase):
 
     def insert_quarantine(self) -> str:
         cols = ", ".join(f"s.{c}" for c in self.cols)
-        return self._quarantine_insert(f"cast(s.{self.key} as varchar)", self.reject_case("s"),
-                                       f"to_json(struct_pack({cols}))::varchar",
+        row_json = (f"(select row_to_json(r)::text from (select {cols}) r)" if self.postgres
+                    else f"to_json(struct_pack({cols}))::varchar")
+        return self._quarantine_insert(f"cast(s.{self.key} as text)", self.reject_case("s"), row_json,
                                        f"{self.target} s", self.is_new("s"))
 
     def delete_rejected(self) -> str:
@@ -532,7 +583,16 @@ end $$"""
 
 
 def _warehouse_connect(warehouse: Location):
-    return postgres_connect(warehouse) if warehouse.is_postgres else duckdb_connect(warehouse)
+    if not warehouse.is_postgres:
+        return duckdb_connect(warehouse)
+    conn = postgres_connect(warehouse)
+    # the stage is a temp table: room for it in local buffers (settable before its first use);
+    # and no wait for the WAL flush at commit: a crash loses rows and cursor together, which
+    # the next run re-reads (exactly once either way)
+    conn.execute("set temp_buffers = '256MB'")
+    conn.execute("set synchronous_commit = off")
+    conn.commit()
+    return conn
 
 
 def _duckdb_memory():
