@@ -63,7 +63,7 @@ def wh_query(loc: Location, sql: str) -> list:
 
 def insert_events(loc: Location, n: int, *, start: datetime, step_seconds: float = 1.0,
                   event_type: str = "POST_FAILED") -> None:
-    """n events ending at `start`, going back in time, through the engine's own SQL."""
+    """n events ending at `start`, going back in time, one second apart by default (bulk SQL)."""
     if loc.is_postgres:
         source_exec(loc, f"""
             insert into system_events (event_type, event_data, severity, message, created_at, "timestamp")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
@@ -65,12 +65,6 @@ class ExtractResult:
     @property
     def rows_per_second(self) -> float:
         return self.rows_read / self.seconds if self.seconds > 0 else 0.0
-
-    def as_metadata(self) -> dict:
-        data = asdict(self)
-        data["lag_seconds"] = self.lag_seconds
-        data["rows_per_second"] = round(self.rows_per_second, 1)
-        return data
 
 
 @dataclass(frozen=True)

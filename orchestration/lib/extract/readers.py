@@ -135,7 +135,7 @@ def sql_duckdb_to_duckdb(wh_conn, query: str, insert_sql: str, on_batch: BatchHo
     """The source file is attached to the warehouse connection: one INSERT … SELECT."""
     wh_conn.execute(insert_sql.format(relation=f"({query})"))
     if on_batch is not None:
-        on_batch(-1)
+        on_batch(-1)  # one statement: no batches to count
 
 
 def csv_duckdb_to_postgres(src_conn, wh_conn, query: str, stage: str, columns: list[str],
