@@ -210,17 +210,23 @@ def _initial_bulk_load(source, warehouse, source_conn, wh, spec: TableSpec, quer
     _stream(source, warehouse, source_conn, wh, query, target, spec, on_batch)
     wh.execute(f"alter table {target} alter column _loaded_at drop default")
     result.rows_read = _scalar(wh, f"select count(*) from {target}")
-    if checks:
-        counts = dict(wh.execute(sql.reject_counts()).fetchall())
-        result.quarantined_by_reason = {k: int(v) for k, v in counts.items()}
-        result.rows_quarantined = sum(result.quarantined_by_reason.values())
-        if counts:
-            wh.execute(sql.insert_quarantine())
-            wh.execute(sql.delete_rejected())
+    _quarantine_landed(wh, sql, result)
     result.rows_inserted = result.rows_read - result.rows_quarantined
     for stmt in rebuild:
         wh.execute(stmt)
     return _scalar(wh, f'select max("{spec.cursor}") from {target}')
+
+
+def _quarantine_landed(wh, sql: "_LandedMergeSql", result: ExtractResult) -> None:
+    """Move this run's landed rows that fail a check to raw._quarantine."""
+    if not sql.checks:
+        return
+    counts = dict(wh.execute(sql.reject_counts()).fetchall())
+    result.quarantined_by_reason = {k: int(v) for k, v in counts.items()}
+    result.rows_quarantined = sum(result.quarantined_by_reason.values())
+    if counts:
+        wh.execute(sql.insert_quarantine())
+        wh.execute(sql.delete_rejected())
 
 
 def _drop_indexes(wh, table: str) -> list[str]:
@@ -258,13 +264,7 @@ def _land_and_merge(source, source_conn, wh, spec: TableSpec, query: str, checks
     result.rows_read = _scalar(wh, f"select count(*) from {m.target} where {m.is_new('')}")
     if spec.detect_deletes:
         result.rows_marked_deleted = _exec_count(wh, m.mark_deleted())
-    if checks:
-        counts = dict(wh.execute(m.reject_counts()).fetchall())
-        result.quarantined_by_reason = {k: int(v) for k, v in counts.items()}
-        result.rows_quarantined = sum(result.quarantined_by_reason.values())
-        if counts:
-            wh.execute(m.insert_quarantine())
-            wh.execute(m.delete_rejected())
+    _quarantine_landed(wh, m, result)
     newest = _scalar(wh, f'select max("{spec.cursor}") from {m.target} where {m.is_new("")}')
     result.rows_unchanged = _exec_count(wh, m.delete_unchanged_copies())
     result.rows_updated = _exec_count(wh, m.delete_replaced_versions())
