@@ -52,3 +52,83 @@ def module_pg_databases(request) -> Iterator[PgDatabases]:
     dbs = PgDatabases(re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())[:24])
     yield dbs
     dbs.drop_all()
+
+
+# ---------------------------------------------------------------------------------------------
+# one simulated month, extracted and built on both warehouse targets, shared by the mart tests
+
+
+class SimulatedWarehouses:
+    """30 simulated days (seed 5) in a PostgreSQL source, extracted into a DuckDB and a
+    PostgreSQL warehouse and built with `dbt build` (as_of = the end of the data)."""
+
+    def __init__(self, source, warehouses: dict, incidents: list[dict], as_of, end, days: int) -> None:
+        self.source = source
+        self.warehouses = warehouses
+        self.incidents = incidents
+        self.as_of = as_of
+        self.end = end
+        self.days = days
+
+    def query(self, kind: str, sql: str) -> list[tuple]:
+        import duckdb
+
+        loc = self.warehouses[kind]
+        if loc.is_postgres:
+            with psycopg.connect(loc.dsn) as conn:
+                conn.execute("set timezone = 'UTC'")
+                return conn.execute(sql).fetchall()
+        conn = duckdb.connect(str(loc.path), read_only=True)
+        try:
+            conn.execute("set timezone = 'UTC'")
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    def incidents_of(self, kind: str) -> list[dict]:
+        return [i for i in self.incidents if i["kind"] == kind]
+
+
+def run_dbt_build(warehouse, as_of) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from orchestration.lib.dbt_env import dbt_env, dbt_target
+    from orchestration.lib.settings import DBT_PROJECT_DIR
+
+    env = {**os.environ, **dbt_env(warehouse)}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "build", "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target", dbt_target(warehouse),
+         "--vars", json.dumps({"as_of": as_of.isoformat()})],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def simulated_warehouses(tmp_path_factory) -> Iterator[SimulatedWarehouses]:
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime, timezone
+
+    from orchestration.lib.extract.engine import extract_all
+    from orchestration.lib.settings import Location
+    from orchestration.lib.simulator import simulate
+
+    dbs = PgDatabases("simmonth")
+    tmp = tmp_path_factory.mktemp("simulated_month")
+    try:
+        end = datetime(2026, 9, 1, tzinfo=timezone.utc)
+        days = 30
+        source = Location.parse(dbs.new("src"))
+        summary = simulate(source, days=days, seed=5, end=end, truth_path=tmp / "truth.json")
+        warehouses = {"duckdb": Location.parse(str(tmp / "warehouse.duckdb")), "postgres": Location.parse(dbs.new("wh"))}
+        for wh in warehouses.values():
+            extract_all(source, wh)
+        with ThreadPoolExecutor(max_workers=2) as pool:  # dbt is mostly waiting on the database
+            list(pool.map(lambda wh: run_dbt_build(wh, end), warehouses.values()))
+        yield SimulatedWarehouses(source, warehouses, summary.incidents, end, end, days)
+    finally:
+        dbs.drop_all()
