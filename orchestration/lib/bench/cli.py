@@ -14,9 +14,21 @@ def add_parser(subparsers) -> None:
     ex.add_argument("--pg-dsn", help="admin DSN used to create scratch databases "
                                      "(default OPS_BENCH_PG_DSN or postgres@127.0.0.1:5432)")
     ex.set_defaults(func=_extract)
+    inc = sub.add_parser("incremental", help="hourly dbt run on a 10M-event history vs a 100k one")
+    inc.add_argument("--small", type=int, default=100_000, help="events in the small history")
+    inc.add_argument("--large", type=int, default=10_000_000, help="events in the large history")
+    inc.add_argument("--seed", type=int, default=3)
+    inc.add_argument("--json", dest="json_path", help="also write the figures to this file")
+    inc.set_defaults(func=_incremental)
 
 
 def _extract(args: argparse.Namespace) -> int:
     from orchestration.lib.bench.extract_bench import main
 
     return main(args.rows, args.json_path, args.pg_dsn)
+
+
+def _incremental(args: argparse.Namespace) -> int:
+    from orchestration.lib.bench.incremental_bench import main
+
+    return main(args.small, args.large, args.seed, args.json_path)

@@ -1,0 +1,146 @@
+"""Does an hourly run cost what the new hour costs, whatever the history?
+
+Two DuckDB warehouses hold the same simulated month, its events replicated back in time to a
+small and a large history (default 100k and 10M ``system_events``). Each is built once in full;
+then the same new hour of events lands in both and the hourly ``dbt build`` runs. The ratio of
+the two hourly runs is the figure: near 1 means incremental, near history_large / history_small
+means a full rebuild. The slowest models of the large run are listed, so a model that scans the
+whole history stands out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+
+from orchestration.lib.dbt_env import dbt_env
+from orchestration.lib.extract.engine import extract_all
+from orchestration.lib.extract.raw_schema import TABLES
+from orchestration.lib.settings import DBT_PROJECT_DIR, Location
+
+END = datetime(2026, 8, 1, tzinfo=timezone.utc)
+NEW_HOUR = timedelta(hours=1)
+REPLICA_SHIFT_DAYS = 30
+
+
+def _simulated_month(workdir: Path, seed: int) -> Location:
+    from orchestration.lib.simulator import simulate
+
+    source = Location.parse(str(workdir / "source.duckdb"))
+    simulate(source, days=REPLICA_SHIFT_DAYS, seed=seed, end=END, truth_path=workdir / "truth.json")
+    month = Location.parse(str(workdir / "month.duckdb"))
+    extract_all(source, month)
+    return month
+
+
+def _build_history(month: Location, target: Path, history_rows: int) -> int:
+    """The month's events before the new hour, replicated 30 days further back each copy (new
+    ids), until the history holds ``history_rows`` events, each stamped loaded a minute after it
+    happened (as hourly extractions would have). Other raw tables are copied as they are."""
+    cut = END - NEW_HOUR
+    conn = duckdb.connect(str(target))
+    try:
+        conn.execute("set timezone = 'UTC'")
+        conn.execute(f"attach '{month.path}' as month (read_only)")
+        conn.execute("create schema raw")
+        for table in [*TABLES, *(s.snapshot_table for s in TABLES.values() if s.snapshot_table),
+                      "_quarantine", "_extract_state"]:
+            conn.execute(f"create table raw.{table} as select * from month.raw.{table}")
+        conn.execute("delete from raw.system_events")
+        per_copy = conn.execute(
+            f"select count(*) from month.raw.system_events where created_at < timestamptz '{cut.isoformat()}'"
+        ).fetchall()[0][0]
+        copy = 0
+        while (remaining := history_rows - copy * per_copy) > 0:
+            shift = f"interval '{copy * REPLICA_SHIFT_DAYS} days'"
+            conn.execute(f"""
+                insert into raw.system_events
+                select case when {copy} = 0 then id else id || '-' || {copy} end, event_type, event_data, metadata,
+                       severity, message, component, "timestamp" - {shift}, created_at - {shift},
+                       created_at - {shift} + interval '1 minute', null  -- as if loaded as it came
+                from month.raw.system_events where created_at < timestamptz '{cut.isoformat()}'
+                order by created_at desc limit {min(remaining, per_copy)}""")
+            copy += 1
+        return conn.execute("select count(*) from raw.system_events").fetchall()[0][0]
+    finally:
+        conn.close()
+
+
+def _land_new_hour(month: Location, target: Path) -> int:
+    cut = END - NEW_HOUR
+    conn = duckdb.connect(str(target))
+    try:
+        conn.execute(f"attach '{month.path}' as month (read_only)")
+        conn.execute(f"""
+            insert into raw.system_events
+            select * exclude (_loaded_at, _deleted_at), now(), null from month.raw.system_events
+            where created_at >= timestamptz '{cut.isoformat()}'""")
+        return conn.execute(
+            f"select count(*) from raw.system_events where created_at >= timestamptz '{cut.isoformat()}'"
+        ).fetchall()[0][0]
+    finally:
+        conn.close()
+
+
+def _dbt_build(target: Path, as_of: datetime, target_dir: Path) -> tuple[float, list[tuple[str, float]]]:
+    env = {**os.environ, **dbt_env(Location.parse(str(target)))}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "build", "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "duckdb", "--target-path", str(target_dir),
+         "--vars", json.dumps({"as_of": as_of.isoformat()})],
+        capture_output=True, text=True, env=env,
+    )
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"dbt build failed:\n{proc.stdout[-4000:]}")
+    results = json.loads((target_dir / "run_results.json").read_text())["results"]
+    timings = sorted(((r["unique_id"].split(".")[-1], r["execution_time"]) for r in results),
+                     key=lambda item: -item[1])
+    return seconds, timings
+
+
+def run_incremental_bench(small: int, large: int, seed: int, workdir: Path) -> dict:
+    month = _simulated_month(workdir, seed)
+    figures: dict = {"history_small": small, "history_large": large}
+    for label, size in (("small", small), ("large", large)):
+        wh = workdir / f"warehouse_{label}.duckdb"
+        figures[f"history_{label}_rows"] = _build_history(month, wh, size)
+        figures[f"full_build_{label}_s"], _ = _dbt_build(wh, END - NEW_HOUR, workdir / f"target_{label}_full")
+        figures["new_hour_rows"] = _land_new_hour(month, wh)
+        seconds, timings = _dbt_build(wh, END, workdir / f"target_{label}_hourly")
+        figures[f"hourly_run_{label}_s"] = seconds
+        figures[f"slowest_nodes_{label}"] = [[name, round(t, 3)] for name, t in timings[:6]]
+    figures["ratio_hourly_large_vs_small"] = figures["hourly_run_large_s"] / figures["hourly_run_small_s"]
+    figures["ratio_history_large_vs_small"] = figures["history_large_rows"] / figures["history_small_rows"]
+    return figures
+
+
+def print_table(f: dict) -> None:
+    print(f"\nincremental benchmark: the same new hour ({f['new_hour_rows']:,} events) on two histories (DuckDB)")
+    print(f"{'history':>12s} {'full build s':>13s} {'hourly run s':>13s}")
+    for label in ("small", "large"):
+        print(f"{f[f'history_{label}_rows']:>12,} {f[f'full_build_{label}_s']:>13.2f} {f[f'hourly_run_{label}_s']:>13.2f}")
+    print(f"hourly run, large / small history: {f['ratio_hourly_large_vs_small']:.2f}  "
+          f"(history ratio {f['ratio_history_large_vs_small']:.0f}; 1.0 = cost of the new hour only)")
+    print("slowest nodes of the hourly run on the large history:",
+          ", ".join(f"{n} {t:.2f}s" for n, t in f["slowest_nodes_large"]))
+
+
+def main(small: int, large: int, seed: int, json_path: str | None) -> int:
+    with tempfile.TemporaryDirectory(prefix="ops-bench-incr-") as tmp:
+        figures = run_incremental_bench(small, large, seed, Path(tmp))
+    print_table(figures)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(figures, indent=2))
+        print(f"figures written to {json_path}")
+    return 0
