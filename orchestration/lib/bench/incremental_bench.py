@@ -128,7 +128,8 @@ def print_table(f: dict) -> None:
     print(f"\nincremental benchmark: the same new hour ({f['new_hour_rows']:,} events) on two histories (DuckDB)")
     print(f"{'history':>12s} {'full build s':>13s} {'hourly run s':>13s}")
     for label in ("small", "large"):
-        print(f"{f[f'history_{label}_rows']:>12,} {f[f'full_build_{label}_s']:>13.2f} {f[f'hourly_run_{label}_s']:>13.2f}")
+        rows, full, hourly = f[f"history_{label}_rows"], f[f"full_build_{label}_s"], f[f"hourly_run_{label}_s"]
+        print(f"{rows:>12,} {full:>13.2f} {hourly:>13.2f}")
     print(f"hourly run, large / small history: {f['ratio_hourly_large_vs_small']:.2f}  "
           f"(history ratio {f['ratio_history_large_vs_small']:.0f}; 1.0 = cost of the new hour only)")
     print("slowest nodes of the hourly run on the large history:",
