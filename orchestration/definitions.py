@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from orchestration.defs.error_analytics.assets import mart_error_templates
 from orchestration.defs.extract.assets import extract_assets, quarantine_spec
 from orchestration.defs.resources import ops_locations_from_env
 from orchestration.defs.schedules import extract_and_build_job, hourly_extract_and_build
 from orchestration.defs.transform.dbt_assets import dbt_resource, ops_dbt_models
 
 defs = dg.Definitions(
-    assets=[*extract_assets, quarantine_spec, ops_dbt_models],
+    assets=[*extract_assets, quarantine_spec, ops_dbt_models, mart_error_templates],
     jobs=[extract_and_build_job],
     schedules=[hourly_extract_and_build],
     resources={"ops_locations": ops_locations_from_env(), "dbt": dbt_resource()},

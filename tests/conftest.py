@@ -124,7 +124,8 @@ def simulated_warehouses(tmp_path_factory) -> Iterator[SimulatedWarehouses]:
         days = 30
         source = Location.parse(dbs.new("src"))
         summary = simulate(source, days=days, seed=5, end=end, truth_path=tmp / "truth.json")
-        warehouses = {"duckdb": Location.parse(str(tmp / "warehouse.duckdb")), "postgres": Location.parse(dbs.new("wh"))}
+        warehouses = {"duckdb": Location.parse(str(tmp / "warehouse.duckdb")),
+                      "postgres": Location.parse(dbs.new("wh"))}
         for wh in warehouses.values():
             extract_all(source, wh)
         with ThreadPoolExecutor(max_workers=2) as pool:  # dbt is mostly waiting on the database

@@ -23,6 +23,7 @@ EXPECTED_DBT_KEYS = {
     "stg_ops__decisions", "stg_ops__posting_attempts", "stg_ops__metrics_scraper_runs",
     "stg_ops__quarantine", "fct_system_events", "mart_error_frequency",
 }
+EXPECTED_PYTHON_MART_KEYS = {"mart_error_templates"}
 
 
 def _graph():
@@ -43,6 +44,7 @@ def test_asset_keys_snapshot():
     keys = {k.to_user_string() for k in _graph().materializable_asset_keys}
     assert EXPECTED_EXTRACT_KEYS <= keys
     assert EXPECTED_DBT_KEYS <= keys
+    assert EXPECTED_PYTHON_MART_KEYS <= keys
 
 
 def test_lineage_runs_from_source_table_to_mart():

@@ -11,6 +11,7 @@ import duckdb
 import psycopg
 import pytest
 
+from orchestration.defs.error_analytics.assets import mart_error_templates
 from orchestration.defs.extract.assets import extract_assets
 from orchestration.defs.resources import OpsLocations
 from orchestration.defs.transform.dbt_assets import dbt_resource, ops_dbt_models
@@ -34,8 +35,9 @@ def run_pipeline(source: Location, warehouse: Location) -> dg.ExecuteInProcessRe
         "dbt": dbt_resource(dbt_target(warehouse)),
     }
     return dg.materialize(
-        [*extract_assets, ops_dbt_models], resources=resources,
-        run_config={"ops": {"ops_dbt_models": {"config": {"as_of": AS_OF.isoformat()}}}},
+        [*extract_assets, ops_dbt_models, mart_error_templates], resources=resources,
+        run_config={"ops": {"ops_dbt_models": {"config": {"as_of": AS_OF.isoformat()}},
+                            "mart_error_templates": {"config": {"as_of": AS_OF.isoformat()}}}},
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
     )
 
@@ -73,7 +75,8 @@ def test_the_job_succeeds_on_both_targets_with_all_dbt_checks_passing(pipeline):
         failed = [c.asset_check_key for c in checks if not c.passed]
         assert not failed, (kind, failed)
         materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        assert {"raw/system_events", "fct_system_events", "mart_error_frequency"} <= materialized
+        expected = {"raw/system_events", "fct_system_events", "mart_error_frequency", "mart_error_templates"}
+        assert expected <= materialized
 
 
 def test_extraction_metadata_reports_counts_cursor_and_lag(pipeline):

@@ -1,0 +1,140 @@
+"""Error templates in the warehouse: mine the error events not mined yet, exactly once.
+
+Tables (schema ``marts``):
+- ``error_event_templates``  one row per mined error event: event_id → template_id (as assigned;
+                             follow ``error_template_aliases`` to the live id);
+- ``error_template_aliases`` old template id → live id, for ids a later generalisation replaced;
+- ``mart_error_templates``   one row per live template: text, first/last seen, counts (all time,
+                             last 7 and 30 days before ``as_of``), families and jobs it appears in,
+                             an example, ``is_new`` (first seen in the latest run);
+- ``error_template_state``   the miner's state (JSON), saved in the same transaction as the
+                             assignments, so a crash neither loses nor double-counts an event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import psycopg
+import pyarrow as pa
+
+from orchestration.lib.db import duckdb_connect, postgres_connect
+from orchestration.lib.settings import Location
+from orchestration.lib.templates.api import alias_rows, mine_templates
+from orchestration.lib.templates.miner import TemplateMiner
+
+SCHEMA = "marts"
+DDL = [
+    f"create schema if not exists {SCHEMA}",
+    f"""create table if not exists {SCHEMA}.error_event_templates (
+        event_id text not null, template_id text not null, assigned_at timestamptz not null)""",
+    f"create table if not exists {SCHEMA}.error_template_aliases (old_id text not null, template_id text not null)",
+    f"create table if not exists {SCHEMA}.error_template_state (state text not null, updated_at timestamptz not null)",
+    f"""create table if not exists {SCHEMA}.mart_error_templates (
+        template_id text not null, template text not null, first_seen_at timestamptz, last_seen_at timestamptz,
+        n_events bigint not null, n_events_7d bigint not null, n_events_30d bigint not null,
+        event_types text, job_names text, example_message text, is_new boolean not null,
+        window_end timestamptz not null)""",
+]
+
+# error events of the fact table that no earlier run mined, oldest first
+NEW_ERROR_EVENTS = f"""
+    select f.event_id, f.event_type, f.job_name, f.created_at, coalesce(f.message, f.error_text, f.event_type)
+    from {SCHEMA}.fct_system_events f
+    where f.is_error and not f.is_deleted
+      and not exists (select 1 from {SCHEMA}.error_event_templates m where m.event_id = f.event_id)
+    order by f.created_at, f.event_id"""
+
+
+@dataclass
+class TemplateRunResult:
+    events_mined: int
+    templates_total: int
+    new_templates: list[tuple[str, str]] = field(default_factory=list)  # (template_id, template)
+
+
+def refresh_templates(warehouse: Location, as_of: datetime | None = None) -> TemplateRunResult:
+    as_of = as_of or datetime.now(timezone.utc)
+    conn = postgres_connect(warehouse) if warehouse.is_postgres else duckdb_connect(warehouse)
+    p = "%s" if warehouse.is_postgres else "?"
+    try:
+        for stmt in DDL:
+            conn.execute(stmt)
+        if not warehouse.is_postgres:
+            conn.execute("begin transaction")
+        state_rows = conn.execute(f"select state from {SCHEMA}.error_template_state").fetchall()
+        miner = TemplateMiner.from_dict(json.loads(state_rows[0][0])) if state_rows else TemplateMiner()
+        events = conn.execute(NEW_ERROR_EVENTS).fetchall()
+        result = mine_templates(events, miner)
+        now = datetime.now(timezone.utc)
+
+        _insert_many(conn, warehouse, f"{SCHEMA}.error_event_templates",
+                     [(str(e), t, now) for e, t in result.assignments], p)
+        conn.execute(f"delete from {SCHEMA}.error_template_aliases")
+        _insert_many(conn, warehouse, f"{SCHEMA}.error_template_aliases", alias_rows(miner), p)
+        conn.execute(f"delete from {SCHEMA}.error_template_state")
+        conn.execute(f"insert into {SCHEMA}.error_template_state values ({p}, {p})",
+                     (json.dumps(miner.to_dict()), now))
+        new_ids = {row.template_id for row in result.templates if row.is_new}
+        _rebuild_mart(conn, warehouse, miner, new_ids, as_of, p)
+        conn.commit() if warehouse.is_postgres else conn.execute("commit")
+        return TemplateRunResult(
+            events_mined=len(result.assignments),
+            templates_total=len(miner.clusters),
+            new_templates=sorted((r.template_id, r.template) for r in result.templates if r.is_new),
+        )
+    except BaseException:
+        try:
+            conn.rollback() if warehouse.is_postgres else conn.execute("rollback")
+        except Exception:
+            pass
+        raise
+    finally:
+        conn.close()
+
+
+def _insert_many(conn, warehouse: Location, table: str, rows: list[tuple], p: str) -> None:
+    if not rows:
+        return
+    if isinstance(conn, psycopg.Connection):
+        with conn.cursor().copy(f"copy {table} from stdin") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:  # DuckDB: one columnar insert (executemany is row by row)
+        columns = list(zip(*rows))
+        batch = pa.table({f"c{i}": pa.array(col) for i, col in enumerate(columns)})
+        conn.register("ops_template_rows", batch)
+        try:
+            conn.execute(f"insert into {table} select * from ops_template_rows")
+        finally:
+            conn.unregister("ops_template_rows")
+
+
+def _rebuild_mart(conn, warehouse: Location, miner: TemplateMiner, new_ids: set[str], as_of: datetime,
+                  p: str) -> None:
+    """All live templates with all-time counts (from the state) and window counts (from the facts)."""
+    conn.execute(f"delete from {SCHEMA}.mart_error_templates")
+    rows = []
+    for cluster in miner.clusters.values():
+        rows.append((cluster.template_id, cluster.template, cluster.first_seen_at, cluster.last_seen_at,
+                     cluster.size, 0, 0, ", ".join(sorted(cluster.event_types)),
+                     ", ".join(sorted(cluster.job_names)), cluster.example_message,
+                     cluster.template_id in new_ids, as_of))
+    _insert_many(conn, warehouse, f"{SCHEMA}.mart_error_templates", rows, p)
+    window = f"cast({p} as timestamptz)"
+    conn.execute(f"""
+        update {SCHEMA}.mart_error_templates as t set
+          n_events_7d = w.n_7d, n_events_30d = w.n_30d
+        from (
+          select coalesce(a.template_id, m.template_id) as template_id,
+                 sum(case when f.created_at > {window} - interval '7 days' then 1 else 0 end) as n_7d,
+                 count(*) as n_30d
+          from {SCHEMA}.error_event_templates m
+          join {SCHEMA}.fct_system_events f on f.event_id = m.event_id
+          left join {SCHEMA}.error_template_aliases a on a.old_id = m.template_id
+          where f.created_at > {window} - interval '30 days' and f.created_at <= {window} and not f.is_deleted
+          group by 1
+        ) w
+        where t.template_id = w.template_id""", (as_of, as_of, as_of))
