@@ -1,0 +1,140 @@
+{#- Helpers of the error analytics marts (correlation, shutdowns, recovery). Same numbers on
+    DuckDB and PostgreSQL: integer sums stay integers, durations come from exact microsecond /
+    numeric differences, and every float is computed by the same formula on both targets. -#}
+
+{# Seconds from ts_from to ts_to as double precision (exact µs difference, then one rounding). #}
+{% macro ops_an_seconds_between(ts_from, ts_to) -%}
+    {{ return(adapter.dispatch('ops_an_seconds_between', 'ops_warehouse')(ts_from, ts_to)) }}
+{%- endmacro %}
+
+{% macro default__ops_an_seconds_between(ts_from, ts_to) -%}
+    cast(extract(epoch from ({{ ts_to }} - {{ ts_from }})) as double precision)
+{%- endmacro %}
+
+{% macro duckdb__ops_an_seconds_between(ts_from, ts_to) -%}
+    (cast(date_diff('microsecond', {{ ts_from }}, {{ ts_to }}) as double) / 1000000.0)
+{%- endmacro %}
+
+{% macro postgres__ops_an_seconds_between(ts_from, ts_to) -%}
+    cast(extract(epoch from ({{ ts_to }} - {{ ts_from }})) as double precision)
+{%- endmacro %}
+
+
+{# Minutes from ts_from to ts_to (double precision). #}
+{% macro ops_an_minutes_between(ts_from, ts_to) -%}
+    ({{ ops_an_seconds_between(ts_from, ts_to) }} / 60.0)
+{%- endmacro %}
+
+
+{# Whole hours from ts_from to ts_to (bigint; exact when both are hour starts). #}
+{% macro ops_an_hours_between(ts_from, ts_to) -%}
+    cast(floor({{ ops_an_seconds_between(ts_from, ts_to) }} / 3600.0 + 0.5) as bigint)
+{%- endmacro %}
+
+
+{# The integers 0 .. 10^digits - 1 as column `n` (a portable number table, no generate_series). #}
+{% macro ops_an_integers(digits=5) -%}
+    select
+        {% for d in range(digits) -%}
+        d{{ d }}.digit * {{ 10 ** d }}{% if not loop.last %} + {% endif %}
+        {%- endfor %} as n
+    from
+        {% for d in range(digits) -%}
+        (
+            {% for v in range(10) %}select {{ v }} as digit{% if not loop.last %} union all {% endif %}{% endfor %}
+        ) as d{{ d }}{% if not loop.last %} cross join {% endif %}
+        {% endfor %}
+{%- endmacro %}
+
+
+{# Literal rows of one integer column for lo .. hi (inclusive). #}
+{% macro ops_an_int_range(lo, hi, column='n') -%}
+    {% for v in range(lo, hi + 1) %}select {{ v }} as {{ column }}{% if not loop.last %} union all {% endif %}{% endfor %}
+{%- endmacro %}
+
+
+{#
+    Pearson correlation from sums: n, Σx, Σy, Σxy, Σx², Σy² (integers or floats).
+    (nΣxy − ΣxΣy) / sqrt((nΣx² − (Σx)²)(nΣy² − (Σy)²)); NULL when n < 3 or a variance is 0.
+#}
+{% macro ops_an_pearson(n, sx, sy, sxy, sxx, syy) -%}
+    case
+        when {{ n }} >= 3
+         and ({{ n }} * {{ sxx }} - {{ sx }} * {{ sx }}) > 0
+         and ({{ n }} * {{ syy }} - {{ sy }} * {{ sy }}) > 0
+        then cast(({{ n }} * {{ sxy }} - {{ sx }} * {{ sy }}) as double precision)
+             / sqrt(
+                 cast(({{ n }} * {{ sxx }} - {{ sx }} * {{ sx }}) as double precision)
+                 * cast(({{ n }} * {{ syy }} - {{ sy }} * {{ sy }}) as double precision)
+             )
+    end
+{%- endmacro %}
+
+
+{# Continuous percentile (linear interpolation) of expr, as an aggregate. #}
+{% macro ops_an_percentile(expr, fraction) -%}
+    {{ return(adapter.dispatch('ops_an_percentile', 'ops_warehouse')(expr, fraction)) }}
+{%- endmacro %}
+
+{% macro default__ops_an_percentile(expr, fraction) -%}
+    percentile_cont({{ fraction }}) within group (order by {{ expr }})
+{%- endmacro %}
+
+{% macro duckdb__ops_an_percentile(expr, fraction) -%}
+    quantile_cont({{ expr }}, {{ fraction }})
+{%- endmacro %}
+
+{% macro postgres__ops_an_percentile(expr, fraction) -%}
+    percentile_cont({{ fraction }}) within group (order by {{ expr }})
+{%- endmacro %}
+
+
+{#
+    Error family of an event_type: `<job>_job_execution_failed` → job_execution_failed,
+    `<job>_consecutive_failures` → consecutive_failures, `error_<type>` → <type>, else the
+    lower-cased event_type.
+#}
+{% macro ops_an_event_family(event_type) -%}
+    case
+        when {{ strip_suffix('lower(' ~ event_type ~ ')', '_job_execution_failed') }} is not null
+            then 'job_execution_failed'
+        when {{ strip_suffix('lower(' ~ event_type ~ ')', '_consecutive_failures') }} is not null
+            then 'consecutive_failures'
+        when length({{ event_type }}) > 6 and left(lower({{ event_type }}), 6) = 'error_'
+            then substr(lower({{ event_type }}), 7)
+        else lower({{ event_type }})
+    end
+{%- endmacro %}
+
+
+{# The job a job-health event_type names (`<job>_job_execution_failed` / `_consecutive_failures`), else NULL. #}
+{% macro ops_an_event_job(event_type) -%}
+    coalesce(
+        {{ strip_suffix('lower(' ~ event_type ~ ')', '_job_execution_failed') }},
+        {{ strip_suffix('lower(' ~ event_type ~ ')', '_consecutive_failures') }}
+    )
+{%- endmacro %}
+
+
+{# Comma-separated sorted distinct non-NULL values of expr, as an aggregate (NULL when none). #}
+{% macro ops_an_distinct_list(expr) -%}
+    string_agg(distinct {{ expr }}, ', ' order by {{ expr }})
+{%- endmacro %}
+
+
+{# Whole microseconds from ts_from to ts_to as bigint (exact; sum these, not float minutes). #}
+{% macro ops_an_microseconds_between(ts_from, ts_to) -%}
+    {{ return(adapter.dispatch('ops_an_microseconds_between', 'ops_warehouse')(ts_from, ts_to)) }}
+{%- endmacro %}
+
+{% macro default__ops_an_microseconds_between(ts_from, ts_to) -%}
+    cast(round(extract(epoch from ({{ ts_to }} - {{ ts_from }})) * 1000000) as bigint)
+{%- endmacro %}
+
+{% macro duckdb__ops_an_microseconds_between(ts_from, ts_to) -%}
+    date_diff('microsecond', {{ ts_from }}, {{ ts_to }})
+{%- endmacro %}
+
+{% macro postgres__ops_an_microseconds_between(ts_from, ts_to) -%}
+    cast(round(extract(epoch from ({{ ts_to }} - {{ ts_from }})) * 1000000) as bigint)
+{%- endmacro %}

@@ -1,0 +1,60 @@
+{#-
+    The correlation matrix for analysts: the top var('corr_wide_top_n', 10) error families (by
+    active hours) × the same families. Columns vs_01 … vs_NN hold best_lag_r of the row's family
+    (A) with the family of that rank (B); the diagonal is 1.
+-#}
+
+{%- set top_n = var('corr_wide_top_n', 10) | int %}
+
+with
+
+pairs as (
+
+    select * from {{ ref('mart_error_correlation') }}
+
+),
+
+families as (
+
+    select family_a as event_family, max(n_hours_a) as n_hours_active
+    from pairs
+    group by family_a
+
+),
+
+top_families as (
+
+    select event_family, n_hours_active, family_rank
+    from (
+        select
+            event_family,
+            n_hours_active,
+            row_number() over (order by n_hours_active desc, event_family) as family_rank
+        from families
+    ) ranked
+    where family_rank <= {{ top_n }}
+
+),
+
+final as (
+
+    select
+        a.family_rank,
+        a.event_family,
+        a.n_hours_active
+        {%- for k in range(1, top_n + 1) %},
+        max(case
+            when b.family_rank = {{ k }} and b.event_family = a.event_family then 1.0
+            when b.family_rank = {{ k }} then pairs.best_lag_r
+        end) as vs_{{ '%02d' % k }}
+        {%- endfor %}
+    from top_families as a
+    cross join top_families as b
+    left join pairs
+        on pairs.family_a = a.event_family
+       and pairs.family_b = b.event_family
+    group by a.family_rank, a.event_family, a.n_hours_active
+
+)
+
+select * from final
