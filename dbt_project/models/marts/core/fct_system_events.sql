@@ -30,16 +30,7 @@ events as (
 
     select * from {{ ref('stg_ops__system_events') }}
 
-    {% if is_incremental() %}
-    {%- set lookback_minutes = ((var('fct_lookback_hours', 0.25) | float) * 60) | int %}
-    where _loaded_at > (
-        select coalesce(
-            {{ timestamp_add('max(_loaded_at)', -lookback_minutes, 'minute') }},
-            {{ timestamptz_literal('1970-01-01T00:00:00+00:00') }}
-        )
-        from {{ this }}
-    )
-    {% endif %}
+    {{ loaded_since_watermark() }}
 
 ),
 
