@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from dbquery import query_location
 
 ADMIN_DSN = os.environ.get("OPS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -71,19 +72,7 @@ class SimulatedWarehouses:
         self.days = days
 
     def query(self, kind: str, sql: str) -> list[tuple]:
-        import duckdb
-
-        loc = self.warehouses[kind]
-        if loc.is_postgres:
-            with psycopg.connect(loc.dsn) as conn:
-                conn.execute("set timezone = 'UTC'")
-                return conn.execute(sql).fetchall()
-        conn = duckdb.connect(str(loc.path), read_only=True)
-        try:
-            conn.execute("set timezone = 'UTC'")
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
+        return query_location(self.warehouses[kind], sql)
 
     def incidents_of(self, kind: str) -> list[dict]:
         return [i for i in self.incidents if i["kind"] == kind]

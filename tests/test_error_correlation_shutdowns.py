@@ -199,7 +199,8 @@ def test_recovery_mart_keeps_unrecovered_incidents(simulated_warehouses):
     (n_incidents, n_unrecovered), = sw.query(
         "duckdb", "select sum(n_incidents), sum(n_unrecovered) from marts.mart_error_recovery")
     (total, open_), = sw.query(
-        "duckdb", "select count(*), count(case when not is_recovered then 1 end) from intermediate.int_recovery_incidents")
+        "duckdb",
+        "select count(*), count(case when not is_recovered then 1 end) from intermediate.int_recovery_incidents")
     assert (n_incidents, n_unrecovered) == (total, open_)
 
 

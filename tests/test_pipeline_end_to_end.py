@@ -7,9 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import dagster as dg
-import duckdb
-import psycopg
 import pytest
+from dbquery import query_location
 
 from orchestration.defs.error_analytics.assets import mart_error_templates
 from orchestration.defs.extract.assets import extract_assets
@@ -40,19 +39,6 @@ def run_pipeline(source: Location, warehouse: Location) -> dg.ExecuteInProcessRe
                             "mart_error_templates": {"config": {"as_of": AS_OF.isoformat()}}}},
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
     )
-
-
-def query(loc: Location, sql: str) -> list[tuple]:
-    if loc.is_postgres:
-        with psycopg.connect(loc.dsn) as conn:
-            conn.execute("set timezone = 'UTC'")
-            return conn.execute(sql).fetchall()
-    conn = duckdb.connect(str(loc.path), read_only=True)
-    try:
-        conn.execute("set timezone = 'UTC'")
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +79,15 @@ def test_extraction_metadata_reports_counts_cursor_and_lag(pipeline):
 def test_raw_tables_equal_the_source(pipeline):
     source, warehouses, _ = pipeline
     for table, spec in TABLES.items():
-        expected = query(source, f"select count(*) from {table}")[0][0]
+        expected = query_location(source, f"select count(*) from {table}")[0][0]
         for kind, wh in warehouses.items():
-            got = query(wh, f'select count(*), count(distinct "{spec.key}") from raw.{table}')[0]
+            got = query_location(wh, f'select count(*), count(distinct "{spec.key}") from raw.{table}')[0]
             assert got == (expected, expected), (table, kind)
 
 
 def test_mart_is_the_same_on_duckdb_and_postgres(pipeline):
     _, warehouses, _ = pipeline
-    rows = {kind: sorted(query(wh, f"select {MART_COLUMNS} from marts.mart_error_frequency"))
+    rows = {kind: sorted(query_location(wh, f"select {MART_COLUMNS} from marts.mart_error_frequency"))
             for kind, wh in warehouses.items()}
     assert rows["duckdb"], "the mart should not be empty"
     assert rows["duckdb"] == rows["postgres"]
@@ -109,10 +95,10 @@ def test_mart_is_the_same_on_duckdb_and_postgres(pipeline):
 
 def test_mart_equals_the_checklists_own_sql_on_the_source(pipeline):
     source, warehouses, _ = pipeline
-    expected = sorted(query(source, checklist.pinned(checklist.MOST_COMMON_ERRORS_LAST_7_DAYS, AS_OF)))
+    expected = sorted(query_location(source, checklist.pinned(checklist.MOST_COMMON_ERRORS_LAST_7_DAYS, AS_OF)))
     assert len(expected) >= 10
     for kind, wh in warehouses.items():
-        got = sorted(query(wh, "select event_type, error_count, days_with_errors "
+        got = sorted(query_location(wh, "select event_type, error_count, days_with_errors "
                                "from marts.mart_error_frequency where error_count > 0"))
         assert got == expected, kind
 
@@ -120,9 +106,9 @@ def test_mart_equals_the_checklists_own_sql_on_the_source(pipeline):
 def test_normalised_count_sees_what_the_checklists_literal_filter_misses(pipeline):
     """The source writes severities like 'high' and 'deadlock' that the checklist's IN list skips."""
     source, warehouses, _ = pipeline
-    quirky = query(source, "select count(*) from system_events where severity in ('high', 'deadlock') "
+    quirky = query_location(source, "select count(*) from system_events where severity in ('high', 'deadlock') "
                            f"and created_at > timestamptz '{AS_OF.isoformat()}' - interval '7 days' "
                            f"and created_at <= timestamptz '{AS_OF.isoformat()}'")[0][0]
-    totals = query(warehouses["duckdb"], "select sum(error_count), sum(error_count_normalised) "
+    totals = query_location(warehouses["duckdb"], "select sum(error_count), sum(error_count_normalised) "
                                          "from marts.mart_error_frequency")[0]
     assert totals[1] - totals[0] == quirky
