@@ -2,82 +2,65 @@
 
 {#-
     Dense hourly error counts per error family, with first differences, for the correlation
-    marts. The spine runs over every UTC hour from the first to the last hour holding an error
-    event (up to var('as_of')); a family enters when it is active in at least
-    var('corr_min_active_hours', 5) hours. Hours without an event count 0, so the first
-    difference (count − previous hour's count) is defined for every hour but the first.
+    marts: the last var('corr_window_days', 30) days of the trend spine before var('as_of')
+    (or the whole spine when it is shorter), the counts read from mart_error_trends_hourly
+    (dimension 'family', the classification of int_events_classified). A family enters when it
+    is active in at least var('corr_min_active_hours', 5) hours of the window. The cost is the
+    window's, whatever the history.
 -#}
 
+{%- set window_days = var('corr_window_days', 30) | int %}
 {%- set min_active_hours = var('corr_min_active_hours', 5) | int %}
 
 with
 
-events as (
+spine as (
 
-    select * from {{ ref('int_corr_event_families') }}
+    select * from {{ ref('int_hour_spine') }}
+
+),
+
+trends as (
+
+    select * from {{ ref('mart_error_trends_hourly') }}
 
 ),
 
 params as (
 
-    select {{ as_of_timestamp() }} as as_of
+    select {{ timestamp_add(as_of_timestamp(), -24 * window_days, 'hour') }} as window_start
 
 ),
 
-error_events as (
+window_hours as (
 
     select
-        events.event_family,
-        events.created_hour
-    from events
-    cross join params
-    where events.is_error
-      and events.created_at <= params.as_of
-
-),
-
-bounds as (
-
-    select
-        min(created_hour) as first_hour,
-        {{ ops_an_hours_between('min(created_hour)', 'max(created_hour)') }} as last_index
-    from error_events
-
-),
-
-integers as (
-
-    {{ ops_an_integers(5) }}
-
-),
-
-spine as (
-
-    select
-        integers.n as hour_index,
-        {{ timestamp_add('bounds.first_hour', 'integers.n', 'hour') }} as hour_start
-    from bounds
-    cross join integers
-    where integers.n <= bounds.last_index
+        spine.hour_start,
+        row_number() over (order by spine.hour_start) - 1 as hour_index
+    from spine
+    where spine.hour_start >= (select window_start from params)
 
 ),
 
 hourly_counts as (
 
     select
-        event_family,
-        created_hour,
-        count(*) as n_events
-    from error_events
-    group by event_family, created_hour
+        trends.dimension_value as error_family,
+        trends.hour_start,
+        trends.n_errors as n_events
+    from trends
+    where trends.dimension = 'family'
+      and trends.n_errors > 0
+      and trends.hour_start >= (select window_start from params)
+      and trends.hour_start <= (select max(hour_start) from window_hours)
 
 ),
 
 supported_families as (
 
-    select event_family
+    select error_family
     from hourly_counts
-    group by event_family
+    group by error_family
     having count(*) >= {{ min_active_hours }}
 
 ),
@@ -85,27 +68,27 @@ supported_families as (
 dense as (
 
     select
-        supported_families.event_family,
-        spine.hour_index,
-        spine.hour_start,
+        supported_families.error_family,
+        window_hours.hour_index,
+        window_hours.hour_start,
         coalesce(hourly_counts.n_events, 0) as n_events
     from supported_families
-    cross join spine
+    cross join window_hours
     left join hourly_counts
-        on hourly_counts.event_family = supported_families.event_family
-       and hourly_counts.created_hour = spine.hour_start
+        on hourly_counts.error_family = supported_families.error_family
+       and hourly_counts.hour_start = window_hours.hour_start
 
 ),
 
 final as (
 
     select
-        event_family,
-        hour_index,
+        error_family,
+        cast(hour_index as bigint) as hour_index,
         hour_start,
         n_events,
         n_events - lag(n_events) over (
-            partition by event_family order by hour_index
+            partition by error_family order by hour_index
         ) as diff_events
     from dense
 

@@ -63,6 +63,7 @@ folded as (
         severity_raw,
         component as component_raw,
         coalesce(job_name, {{ ops_trend_job_from_event_type('event_type_lc') }}) as job_name,
+        {{ ops_trend_job_from_event_type('event_type_lc') }} as family_job,
         message,
         error_text,
         error_code,
@@ -214,6 +215,7 @@ final as (
             'unknown'
         ) as component,
         flagged.job_name,
+        flagged.family_job,
         flagged.is_error,
         flagged.is_operation,
         flagged.message,

@@ -12,7 +12,7 @@ with
 
 events as (
 
-    select * from {{ ref('int_corr_event_families') }}
+    select * from {{ ref('int_events_classified') }}
 
 ),
 
@@ -36,7 +36,7 @@ event_signals as (
             when is_error then 'error'
         end as signal_kind,
         event_type,
-        event_family,
+        error_family,
         case when event_type in ('POSTING_QUEUE_BLOCKED', 'REPLY_QUEUE_BLOCKED')
             then coalesce(reason, 'UNKNOWN') end as block_reason,
         (
@@ -56,7 +56,7 @@ decision_signals as (
         posted_at as signal_at,
         'success' as signal_kind,
         'decision_posted' as event_type,
-        cast(null as {{ dbt.type_string() }}) as event_family,
+        cast(null as {{ dbt.type_string() }}) as error_family,
         cast(null as {{ dbt.type_string() }}) as block_reason,
         false as is_blocking
     from decisions

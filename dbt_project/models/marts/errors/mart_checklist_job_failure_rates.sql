@@ -25,7 +25,7 @@ heartbeats as (
 
 events as (
 
-    select * from {{ ref('int_corr_event_families') }}
+    select * from {{ ref('int_events_classified') }}
 
 ),
 
@@ -69,8 +69,8 @@ runs as (
     select
         coalesce(events.family_job, events.job_name) as job_name,
         count(case when events.event_type = 'timer_fired' then 1 end) as n_runs,
-        count(case when events.event_family = 'job_execution_failed' then 1 end) as n_failed_runs,
-        count(case when events.event_family = 'consecutive_failures' then 1 end) as n_consecutive_failure_alerts
+        count(case when events.error_family = 'job_execution_failed' then 1 end) as n_failed_runs,
+        count(case when events.error_family = 'consecutive_failures' then 1 end) as n_consecutive_failure_alerts
     from events
     cross join params
     where events.created_at > params.window_start

@@ -16,7 +16,7 @@ pairs as (
 
 families as (
 
-    select family_a as event_family, max(n_hours_a) as n_hours_active
+    select family_a as error_family, max(n_hours_a) as n_hours_active
     from pairs
     group by family_a
 
@@ -24,12 +24,12 @@ families as (
 
 top_families as (
 
-    select event_family, n_hours_active, family_rank
+    select error_family, n_hours_active, family_rank
     from (
         select
-            event_family,
+            error_family,
             n_hours_active,
-            row_number() over (order by n_hours_active desc, event_family) as family_rank
+            row_number() over (order by n_hours_active desc, error_family) as family_rank
         from families
     ) ranked
     where family_rank <= {{ top_n }}
@@ -40,20 +40,20 @@ final as (
 
     select
         a.family_rank,
-        a.event_family,
+        a.error_family,
         a.n_hours_active
         {%- for k in range(1, top_n + 1) %},
         max(case
-            when b.family_rank = {{ k }} and b.event_family = a.event_family then 1.0
+            when b.family_rank = {{ k }} and b.error_family = a.error_family then 1.0
             when b.family_rank = {{ k }} then pairs.best_lag_r
         end) as vs_{{ '%02d' % k }}
         {%- endfor %}
     from top_families as a
     cross join top_families as b
     left join pairs
-        on pairs.family_a = a.event_family
-       and pairs.family_b = b.event_family
-    group by a.family_rank, a.event_family, a.n_hours_active
+        on pairs.family_a = a.error_family
+       and pairs.family_b = b.error_family
+    group by a.family_rank, a.error_family, a.n_hours_active
 
 )
 
