@@ -89,33 +89,6 @@
 {%- endmacro %}
 
 
-{#
-    Error family of an event_type: `<job>_job_execution_failed` → job_execution_failed,
-    `<job>_consecutive_failures` → consecutive_failures, `error_<type>` → <type>, else the
-    lower-cased event_type.
-#}
-{% macro ops_an_event_family(event_type) -%}
-    case
-        when {{ strip_suffix('lower(' ~ event_type ~ ')', '_job_execution_failed') }} is not null
-            then 'job_execution_failed'
-        when {{ strip_suffix('lower(' ~ event_type ~ ')', '_consecutive_failures') }} is not null
-            then 'consecutive_failures'
-        when length({{ event_type }}) > 6 and left(lower({{ event_type }}), 6) = 'error_'
-            then substr(lower({{ event_type }}), 7)
-        else lower({{ event_type }})
-    end
-{%- endmacro %}
-
-
-{# The job a job-health event_type names (`<job>_job_execution_failed` / `_consecutive_failures`), else NULL. #}
-{% macro ops_an_event_job(event_type) -%}
-    coalesce(
-        {{ strip_suffix('lower(' ~ event_type ~ ')', '_job_execution_failed') }},
-        {{ strip_suffix('lower(' ~ event_type ~ ')', '_consecutive_failures') }}
-    )
-{%- endmacro %}
-
-
 {# Comma-separated sorted distinct non-NULL values of expr, as an aggregate (NULL when none). #}
 {% macro ops_an_distinct_list(expr) -%}
     string_agg(distinct {{ expr }}, ', ' order by {{ expr }})
@@ -137,4 +110,24 @@
 
 {% macro postgres__ops_an_microseconds_between(ts_from, ts_to) -%}
     cast(round(extract(epoch from ({{ ts_to }} - {{ ts_from }})) * 1000000) as bigint)
+{%- endmacro %}
+
+
+{#
+    Where an incremental run of mart_shutdown_episodes starts: the last success signal at or
+    before as_of − var('shutdown_rebuild_hours') (searched in the var('shutdown_anchor_search_days')
+    days before), or 1970 (recompute everything) when none is found. Every gap that starts at or
+    after the anchor is recomputed; gaps before it ended with a success and are final. Used by the
+    model and its pre-hook, so both see the same instant.
+#}
+{% macro ops_shutdown_rebuild_anchor() -%}
+    {%- set rebuild_hours = var('shutdown_rebuild_hours', 48) | int -%}
+    {%- set search_hours = 24 * (var('shutdown_anchor_search_days', 14) | int) -%}
+    (
+        select coalesce(max(anchor_signals.signal_at), {{ timestamptz_literal('1970-01-01T00:00:00+00:00') }})
+        from {{ ref('int_shutdown_signals') }} as anchor_signals
+        where anchor_signals.signal_kind = 'success'
+          and anchor_signals.signal_at <= {{ timestamp_add(as_of_timestamp(), -rebuild_hours, 'hour') }}
+          and anchor_signals.signal_at > {{ timestamp_add(as_of_timestamp(), -(rebuild_hours + search_hours), 'hour') }}
+    )
 {%- endmacro %}

@@ -86,11 +86,12 @@
 {%- endmacro %}
 
 
-{# var('as_of') as a timestamptz, or the current timestamp when the var is unset. #}
+{# var('as_of') as a timestamptz, or the start of this dbt invocation when the var is unset (one
+   instant for every model and hook of a run, so windows computed twice in a run agree). #}
 {% macro as_of_timestamp() -%}
     {%- set as_of = var('as_of', none) -%}
     {%- if as_of is none or (as_of | string | trim) in ('', 'None', 'null', 'now') -%}
-        current_timestamp
+        {{ timestamptz_literal(run_started_at.isoformat()) }}
     {%- else -%}
         {{ timestamptz_literal(as_of | string | trim) }}
     {%- endif -%}

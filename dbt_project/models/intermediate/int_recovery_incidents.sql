@@ -1,4 +1,10 @@
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized='incremental',
+        on_schema_change='fail',
+        post_hook="{% if is_incremental() %}{{ ops_recovery_delete_replaced(this) }}{% endif %}",
+    )
+}}
 
 {#-
     Error incidents and their recovery. An incident is a run of error events of one subject:
@@ -13,6 +19,25 @@
     Other families have no success signal: a run ends when the family stays quiet for
     var('recovery_quiet_minutes', 30) minutes, and its recovery is its last error (basis
     `errors_stopped`). Incidents with no recovery by var('as_of') are kept, flagged unrecovered.
+
+    Incremental (append + replace; macros in macros/incremental_replace.sql). An incident that
+    recovered before the horizon B = least(as_of, newest last_error_at in the table) -
+    var('recovery_rebuild_hours', 48) h — for errors_stopped runs also its last error + the quiet
+    minutes — is final: later events can only start later incidents. Each subject restarts at
+    P_s = least(B, first started_at of its incidents not final); subjects not in the table at
+    L = the earliest P_s. A run reads the events from L - var('recovery_context_hours', 48) h
+    (job attribution needs the firing before a failure, runs need the success before them),
+    runs the incident logic below unchanged and keeps the incidents started at or after their
+    subject's P_s; the post-hook deletes the old rows (_build_id of an earlier run) from P_s on,
+    with P_s recomputed over exactly those old rows, so nothing is duplicated or lost and a
+    re-run at the same as_of changes nothing. The incidents cut at the start of the window end
+    before P_s and are dropped. open_minutes_at_as_of is set only on unrecovered incidents (they
+    are always recomputed), so every row equals a full build's.
+    Limits — run with --full-refresh when: an event arrives (or is deleted) with created_at
+    before the horizon of the run that loads it; job_heartbeats report a last_success_at before
+    it; the quiet/success rules or vars change; or the table predates this materialisation.
+    A job firing more than the horizon apart confirms a success only after the horizon passed:
+    keep var('recovery_rebuild_hours') above the longest job interval (default 48 h).
 -#}
 
 {%- set quiet_minutes = var('recovery_quiet_minutes', 30) | int %}
@@ -31,7 +56,14 @@ with
 
 events as (
 
-    select * from {{ ref('int_corr_event_families') }}
+    select * from {{ ref('int_events_classified') }}
+    where created_at <= {{ as_of_timestamp() }}
+    {%- if is_incremental() %}
+      and created_at >= (
+        select {{ timestamp_add('restart_from', -(var('recovery_context_hours', 48) | int), 'hour') }}
+        from (select {{ ops_recovery_restart_from(this, 'true') }} as restart_from) as window_start
+      )
+    {%- endif %}
 
 ),
 
@@ -78,9 +110,9 @@ errors as (
 
     select
         case when family_job is not null then 'job' else 'family' end as subject_type,
-        coalesce(family_job, event_family) as subject,
+        coalesce(family_job, error_family) as subject,
         event_id,
-        event_family,
+        error_family,
         created_at as event_at
     from in_range
     where is_error
@@ -99,7 +131,7 @@ job_timeline as (
 
     select family_job, created_at, 1
     from in_range
-    where event_family = 'job_execution_failed'
+    where error_family = 'job_execution_failed'
 
 ),
 
@@ -360,9 +392,23 @@ final as (
         incidents.recovered_at,
         incidents.recovered_at is not null as is_recovered,
         {{ ops_an_minutes_between('incidents.started_at', 'incidents.recovered_at') }} as recovery_minutes,
-        {{ ops_an_minutes_between('incidents.started_at', 'params.as_of') }} as open_minutes_at_as_of
+        case
+            when incidents.recovered_at is null
+            then {{ ops_an_minutes_between('incidents.started_at', 'params.as_of') }}
+        end as open_minutes_at_as_of,
+        cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as _build_id
     from incidents
     cross join params
+    {%- if is_incremental() %}
+    {#- keep what this run replaces: the subject's incidents from its restart point on #}
+    left join ({{ ops_recovery_restart_points(this, 'true') }}) as restart_points
+        on restart_points.subject_type = incidents.subject_type
+       and restart_points.subject = incidents.subject
+    where incidents.started_at >= coalesce(
+        restart_points.restart_at,
+        {{ ops_recovery_restart_from(this, 'true') }}
+    )
+    {%- endif %}
 
 )
 

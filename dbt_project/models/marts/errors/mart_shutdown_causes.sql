@@ -3,6 +3,10 @@
     blocking reasons and error families seen from var('shutdown_cause_window_minutes') before
     each episode's start to its end, ranked across episodes, with how much more often they occur
     in those windows than in general (rate_ratio), which separates causes from background noise.
+
+    Sums small incremental tables (same numbers as counting every signal): the causes per episode
+    (int_shutdown_episode_causes) and the causes per UTC day for the all-time background rate
+    (int_shutdown_cause_days); only the episode windows' total comes from mart_shutdown_episodes.
 -#}
 
 {%- set before_minutes = var('shutdown_cause_window_minutes', 60) | int %}
@@ -15,9 +19,15 @@ episodes as (
 
 ),
 
-signals as (
+episode_causes as (
 
-    select * from {{ ref('int_shutdown_signals') }}
+    select * from {{ ref('int_shutdown_episode_causes') }}
+
+),
+
+cause_days as (
+
+    select * from {{ ref('int_shutdown_cause_days') }}
 
 ),
 
@@ -27,59 +37,13 @@ params as (
 
 ),
 
-cause_events as (
-
-    select
-        case when signals.signal_kind = 'error' then 'error_family' else 'block_reason' end as cause_type,
-        case when signals.signal_kind = 'error' then signals.event_family else signals.block_reason end as cause,
-        signals.signal_at
-    from signals
-    cross join params
-    where signals.signal_at <= params.as_of
-      and (signals.signal_kind = 'error' or signals.is_blocking)
-
-),
-
 windows as (
 
     select
-        episodes.episode_id,
-        episodes.shutdown_start_at,
         {{ timestamp_add('episodes.shutdown_start_at', -before_minutes, 'minute') }} as window_start_at,
-        coalesce(episodes.shutdown_end_at, params.as_of) as window_end_at,
-        {{ ops_an_microseconds_between('episodes.shutdown_start_at', 'coalesce(episodes.shutdown_end_at, params.as_of)') }}
-            as duration_us
+        coalesce(episodes.shutdown_end_at, params.as_of) as window_end_at
     from episodes
     cross join params
-
-),
-
-in_windows as (
-
-    select
-        windows.episode_id,
-        windows.duration_us,
-        cause_events.cause_type,
-        cause_events.cause,
-        cause_events.signal_at < windows.shutdown_start_at as is_before
-    from windows
-    inner join cause_events
-        on cause_events.signal_at >= windows.window_start_at
-       and cause_events.signal_at < windows.window_end_at
-
-),
-
-per_episode as (
-
-    select
-        episode_id,
-        cause_type,
-        cause,
-        max(duration_us) as duration_us,
-        count(case when is_before then 1 end) as n_events_before,
-        count(case when not is_before then 1 end) as n_events_within
-    from in_windows
-    group by episode_id, cause_type, cause
 
 ),
 
@@ -98,17 +62,19 @@ overall as (
     select
         cause_type,
         cause,
-        count(*) as n_events_overall
-    from cause_events
+        cast(sum(n_events) as bigint) as n_events_overall
+    from cause_days
+    where cause_type <> 'all_signals'
     group by cause_type, cause
 
 ),
 
 observed_span as (
 
-    select {{ ops_an_minutes_between('min(signals.signal_at)', 'max(params.as_of)') }} / 60.0 as hours_overall
-    from signals
+    select {{ ops_an_minutes_between('min(cause_days.first_signal_at)', 'max(params.as_of)') }} / 60.0 as hours_overall
+    from cause_days
     cross join params
+    where cause_days.cause_type = 'all_signals'
 
 ),
 
@@ -121,7 +87,7 @@ aggregated as (
         cast(sum(duration_us) as double precision) / 60000000.0 as total_downtime_minutes,
         cast(sum(n_events_before) as bigint) as n_events_before,
         cast(sum(n_events_within) as bigint) as n_events_within
-    from per_episode
+    from episode_causes
     group by cause_type, cause
 
 ),

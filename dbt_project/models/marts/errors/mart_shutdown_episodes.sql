@@ -1,3 +1,11 @@
+{{
+    config(
+        materialized='incremental',
+        on_schema_change='fail',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where last_success_at >= {{ ops_shutdown_rebuild_anchor() }}{% endif %}",
+    )
+}}
+
 {#-
     Shutdown episodes, as the bot defines them: no successful post or reply for longer than
     var('shutdown_gap_minutes') while the process keeps running (alive signals throughout the
@@ -8,6 +16,14 @@
     the safeguards) after the last success — the moment the bot stopped trying — or, when no
     such gate fired, at the last success; it ends at the next success (NULL while ongoing at
     var('as_of')).
+
+    Incremental: an episode is keyed by the success that opens its gap (last_success_at), and a
+    gap is final once the next success is seen. A run recomputes from the anchor — the last
+    success at or before as_of − var('shutdown_rebuild_hours') (macro ops_shutdown_rebuild_anchor)
+    — reading only the signals since the anchor (minus the cause window); the pre-hook deletes the
+    episodes from the anchor on, so an ongoing episode is replaced, never duplicated. A full build
+    runs the same code from the first signal. Builds further apart than the rebuild horizon, or
+    signals that arrive later than it, need --full-refresh.
 -#}
 
 {%- set gap_minutes = var('shutdown_gap_minutes', 120) | int %}
@@ -35,6 +51,9 @@ in_range as (
     from signals
     cross join params
     where signals.signal_at <= params.as_of
+    {%- if is_incremental() %}
+      and signals.signal_at >= {{ timestamp_add(ops_shutdown_rebuild_anchor(), -before_minutes, 'minute') }}
+    {%- endif %}
 
 ),
 
@@ -43,6 +62,9 @@ successes as (
     select distinct signal_at as success_at
     from in_range
     where signal_kind = 'success'
+    {%- if is_incremental() %}
+      and signal_at >= {{ ops_shutdown_rebuild_anchor() }}
+    {%- endif %}
 
 ),
 
@@ -236,7 +258,7 @@ errors_around as (
     select
         episodes.last_success_at,
         case when in_range.signal_at < episodes.shutdown_start_at then 'before' else 'within' end as phase,
-        in_range.event_family
+        in_range.error_family
     from episodes
     inner join in_range
         on in_range.signal_kind = 'error'
@@ -251,8 +273,8 @@ error_stats as (
         last_success_at,
         count(case when phase = 'before' then 1 end) as n_errors_before,
         count(case when phase = 'within' then 1 end) as n_errors_within,
-        {{ ops_an_distinct_list("case when phase = 'before' then event_family end") }} as error_families_before,
-        {{ ops_an_distinct_list("case when phase = 'within' then event_family end") }} as error_families_within
+        {{ ops_an_distinct_list("case when phase = 'before' then error_family end") }} as error_families_before,
+        {{ ops_an_distinct_list("case when phase = 'within' then error_family end") }} as error_families_within
     from errors_around
     group by last_success_at
 
