@@ -61,15 +61,18 @@ def module_pg_databases(request) -> Iterator[PgDatabases]:
 
 class SimulatedWarehouses:
     """30 simulated days (seed 5) in a PostgreSQL source, extracted into a DuckDB and a
-    PostgreSQL warehouse and built with `dbt build` (as_of = the end of the data)."""
+    PostgreSQL warehouse and built with ``build_marts`` (dbt build, template mining, the template
+    marts; as_of = the end of the data). ``builds`` holds each target's BuildResult."""
 
-    def __init__(self, source, warehouses: dict, incidents: list[dict], as_of, end, days: int) -> None:
+    def __init__(self, source, warehouses: dict, incidents: list[dict], as_of, end, days: int,
+                 builds: dict | None = None) -> None:
         self.source = source
         self.warehouses = warehouses
         self.incidents = incidents
         self.as_of = as_of
         self.end = end
         self.days = days
+        self.builds = builds or {}
 
     def query(self, kind: str, sql: str) -> list[tuple]:
         return query_location(self.warehouses[kind], sql)
@@ -78,23 +81,11 @@ class SimulatedWarehouses:
         return [i for i in self.incidents if i["kind"] == kind]
 
 
-def run_dbt_build(warehouse, as_of) -> None:
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
+def run_dbt_build(warehouse, as_of):
+    """Build the marts the one way everything outside Dagster does (orchestration.lib.build)."""
+    from orchestration.lib.build import build_marts
 
-    from orchestration.lib.dbt_env import dbt_env, dbt_target
-    from orchestration.lib.settings import DBT_PROJECT_DIR
-
-    env = {**os.environ, **dbt_env(warehouse)}
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), "build", "--project-dir", str(DBT_PROJECT_DIR),
-         "--profiles-dir", str(DBT_PROJECT_DIR), "--target", dbt_target(warehouse),
-         "--vars", json.dumps({"as_of": as_of.isoformat()})],
-        capture_output=True, text=True, env=env, timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    return build_marts(warehouse, as_of, timeout=900)
 
 
 @pytest.fixture(scope="session")
@@ -118,7 +109,7 @@ def simulated_warehouses(tmp_path_factory) -> Iterator[SimulatedWarehouses]:
         for wh in warehouses.values():
             extract_all(source, wh)
         with ThreadPoolExecutor(max_workers=2) as pool:  # dbt is mostly waiting on the database
-            list(pool.map(lambda wh: run_dbt_build(wh, end), warehouses.values()))
-        yield SimulatedWarehouses(source, warehouses, summary.incidents, end, end, days)
+            builds = dict(zip(warehouses, pool.map(lambda wh: run_dbt_build(wh, end), warehouses.values())))
+        yield SimulatedWarehouses(source, warehouses, summary.incidents, end, end, days, builds)
     finally:
         dbs.drop_all()

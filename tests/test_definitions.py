@@ -24,6 +24,7 @@ EXPECTED_DBT_KEYS = {
     "stg_ops__quarantine", "fct_system_events", "mart_error_frequency",
 }
 EXPECTED_PYTHON_MART_KEYS = {"mart_error_templates"}
+EXPECTED_TEMPLATE_MART_KEYS = {"int_template_hour_series", "mart_template_rank_7d_30d", "mart_template_correlation"}
 
 
 def _graph():
@@ -45,12 +46,28 @@ def test_asset_keys_snapshot():
     assert EXPECTED_EXTRACT_KEYS <= keys
     assert EXPECTED_DBT_KEYS <= keys
     assert EXPECTED_PYTHON_MART_KEYS <= keys
+    assert EXPECTED_TEMPLATE_MART_KEYS <= keys
 
 
 def test_lineage_runs_from_source_table_to_mart():
     graph = _graph()
     upstream = {k.to_user_string() for k in graph.upstream_key_iterator(dg.AssetKey("mart_error_frequency"))}
     assert {"fct_system_events", "stg_ops__system_events", "raw/system_events"} <= upstream
+
+
+def test_template_marts_run_after_the_template_miner():
+    graph = _graph()
+    for key in EXPECTED_TEMPLATE_MART_KEYS:
+        upstream = {k.to_user_string() for k in graph.upstream_key_iterator(dg.AssetKey(key))}
+        assert {"mart_error_templates", "fct_system_events"} <= upstream, key
+        assert graph.get(dg.AssetKey(key)).group_name == "error_analytics", key
+    # the dbt source `templates` is the Python asset, not a raw table
+    assert not any(k.path[0] == "raw" and k.path[-1].endswith("templates") for k in graph.get_all_asset_keys())
+    # two dbt assets: the template marts are not in the first one (they would run before the miner)
+    from orchestration.defs.transform.dbt_assets import ops_dbt_models, ops_dbt_template_models
+
+    assert not EXPECTED_TEMPLATE_MART_KEYS & {k.to_user_string() for k in ops_dbt_models.keys}
+    assert EXPECTED_TEMPLATE_MART_KEYS == {k.to_user_string() for k in ops_dbt_template_models.keys}
 
 
 def test_every_asset_has_a_group_an_owner_and_a_description():
@@ -68,7 +85,7 @@ def test_hourly_schedule_runs_the_main_job():
     assert schedule.cron_schedule == "5 * * * *"
     job = defs.resolve_job_def("extract_and_build")
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert EXPECTED_EXTRACT_KEYS | EXPECTED_DBT_KEYS <= selected
+    assert EXPECTED_EXTRACT_KEYS | EXPECTED_DBT_KEYS | EXPECTED_PYTHON_MART_KEYS | EXPECTED_TEMPLATE_MART_KEYS <= selected
 
 
 def test_dbt_tests_appear_as_asset_checks():

@@ -14,19 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
-import subprocess
-import sys
-from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 import pytest
+from dbquery import error_family, normalised_rows, run_dbt_duckdb, utc
 
 TARGETS = ("duckdb", "postgres")
 HOUR = dt.timedelta(hours=1)
-REPO = Path(__file__).resolve().parents[1]
 
 # each model with the columns that identify a row (the comparison sorts on the whole row anyway)
 MODELS = {
@@ -38,38 +33,6 @@ MODELS = {
     "marts.mart_error_trends_periodic": "*",
     "marts.mart_error_rank_7d_30d": "*",
 }
-
-
-def _ts(value) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc)
-    return dt.datetime.fromisoformat(value).astimezone(dt.timezone.utc)
-
-
-def error_family(event_type: str) -> str:
-    """The folding of macro ops_trend_error_family."""
-    name = event_type.lower()
-    for suffix, family in (("_job_execution_failed", "job_execution_failed"),
-                           ("_consecutive_failures", "consecutive_failures")):
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return family
-    if name != "error_spike_alert" and name.startswith("error_") and len(name) > 6:
-        return name[6:]
-    return name
-
-
-def _normalise(value):
-    if isinstance(value, float):
-        return round(value, 9)
-    if isinstance(value, Decimal):
-        return round(float(value), 9)
-    if isinstance(value, dt.datetime):
-        return _ts(value).isoformat()
-    return value
-
-
-def _rows(sw, kind: str, sql: str) -> list[tuple]:
-    return sorted((tuple(_normalise(v) for v in row) for row in sw.query(kind, sql)), key=repr)
 
 
 def _main_hour(start: dt.datetime, end: dt.datetime) -> dt.datetime:
@@ -91,10 +54,10 @@ def test_hourly_trend_is_dense_with_zero_rows(simulated_warehouses, kind):
         select count(*), count(distinct hour_start), min(hour_start), max(hour_start)
         from marts.mart_error_trends_hourly where dimension = 'total'
     """)[0]
-    first, last = _ts(first), _ts(last)
+    first, last = utc(first), utc(last)
     assert n_rows == n_distinct == (last - first) // HOUR + 1
     # the spine runs to the last hour before as_of and starts at the first simulated hour
-    assert last == _ts(sw.as_of) - HOUR
+    assert last == utc(sw.as_of) - HOUR
     assert (last - first) // HOUR + 1 >= sw.days * 24 - 1
     # every series is dense from its first hour to the end; hours without errors are 0 rows
     gaps = sw.query(kind, """
@@ -104,8 +67,8 @@ def test_hourly_trend_is_dense_with_zero_rows(simulated_warehouses, kind):
     """)
     assert len(gaps) > 20
     for dimension, value, rows, lo, hi in gaps:
-        assert _ts(hi) == last, (dimension, value)
-        assert rows == (_ts(hi) - _ts(lo)) // HOUR + 1, (dimension, value)
+        assert utc(hi) == last, (dimension, value)
+        assert rows == (utc(hi) - utc(lo)) // HOUR + 1, (dimension, value)
     n_zero = sw.query(kind, "select count(*) from marts.mart_error_trends_hourly where n_errors = 0")[0][0]
     assert n_zero > 0
     dims = {r[0] for r in sw.query(kind, "select distinct dimension from marts.mart_error_trends_hourly")}
@@ -116,7 +79,7 @@ def test_duckdb_and_postgres_marts_are_identical(simulated_warehouses):
     sw = simulated_warehouses
     for model, columns in MODELS.items():
         sql = f"select {columns} from {model}"
-        duck, pg = _rows(sw, "duckdb", sql), _rows(sw, "postgres", sql)
+        duck, pg = normalised_rows(sw.query("duckdb", sql)), normalised_rows(sw.query("postgres", sql))
         assert len(duck) > 0, model
         assert len(duck) == len(pg), model
         diff = [pair for pair in zip(duck, pg) if pair[0] != pair[1]]
@@ -130,7 +93,7 @@ def test_each_error_spike_is_the_top_riser_of_its_hour(simulated_warehouses, kin
     assert spikes, "the simulation should inject error spikes"
     for spike in spikes:
         family = error_family(spike["details"].get("event_type") or spike["subject"])
-        hour = _main_hour(_ts(spike["start"]), _ts(spike["end"]))
+        hour = _main_hour(utc(spike["start"]), utc(spike["end"]))
         rows = sw.query(kind, f"""
             select dimension_value, n_errors, baseline_24h, riser_rank
             from marts.mart_error_trends_hourly
@@ -149,7 +112,7 @@ def test_null_tweet_id_burst_shows_in_its_category(simulated_warehouses, kind):
     bursts = sw.incidents_of("null_tweet_id_burst")
     assert bursts
     for burst in bursts:
-        hour = _ts(burst["start"]).replace(minute=0, second=0, microsecond=0)
+        hour = utc(burst["start"]).replace(minute=0, second=0, microsecond=0)
         rows = sw.query(kind, f"""
             select n_errors, n_errors_prev_hour, riser_rank
             from marts.mart_error_trends_hourly
@@ -187,7 +150,7 @@ def test_rank_mart_windows_shares_and_ranks(simulated_warehouses, kind):
     assert {r[0] for r in rows} == {7, 30}
     for window_days, scope, n, share_sum, top_rank, end_lo, end_hi, _ in rows:
         assert abs(float(share_sum) - 1) < 1e-9 and top_rank == 1, (window_days, scope)
-        assert _ts(end_lo) == _ts(end_hi) == _ts(sw.as_of)
+        assert utc(end_lo) == utc(end_hi) == utc(sw.as_of)
     totals = {(r[0], r[1]): r[7] for r in rows}
     for days in (7, 30):  # the category scopes partition the overall one
         assert sum(v for (d, s), v in totals.items() if d == days and s != "all") == totals[(days, "all")]
@@ -195,7 +158,7 @@ def test_rank_mart_windows_shares_and_ranks(simulated_warehouses, kind):
     hourly = sw.query(kind, f"""
         select sum(n_errors) from marts.mart_error_trends_hourly
         where dimension = 'total'
-          and hour_start >= cast('{(_ts(sw.as_of) - 168 * HOUR).isoformat()}' as timestamp with time zone)
+          and hour_start >= cast('{(utc(sw.as_of) - 168 * HOUR).isoformat()}' as timestamp with time zone)
     """)[0][0]
     assert int(hourly) == totals[(7, "all")]
     # the previous 30-day window is not covered by 30 days of data: no fake risers
@@ -205,17 +168,6 @@ def test_rank_mart_windows_shares_and_ranks(simulated_warehouses, kind):
     """)[0][0] == 0
 
 
-def _dbt(args: list[str], warehouse: Path, target_path: Path) -> None:
-    env = {**os.environ, "OPS_WAREHOUSE_DUCKDB_PATH": str(warehouse)}
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), *args,
-         "--project-dir", str(REPO / "dbt_project"), "--profiles-dir", str(REPO / "dbt_project"),
-         "--target", "duckdb", "--target-path", str(target_path), "--log-path", str(target_path / "logs")],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-
-
 def test_incremental_hourly_run_matches_the_full_build(simulated_warehouses, tmp_path):
     """Full-build the hourly mart up to as_of - 50 h on a copy of the DuckDB warehouse, then run
     it incrementally up to as_of: the rows must equal the fixture's full build."""
@@ -223,22 +175,22 @@ def test_incremental_hourly_run_matches_the_full_build(simulated_warehouses, tmp
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(sw.warehouses["duckdb"].path, copy)
     select = ["--select", "int_hour_spine", "mart_error_trends_hourly"]
-    earlier = (_ts(sw.as_of) - 50 * HOUR).isoformat()
-    _dbt(["run", *select, "--full-refresh", "--vars", json.dumps({"as_of": earlier})], copy, tmp_path / "t")
+    earlier = (utc(sw.as_of) - 50 * HOUR).isoformat()
+    run_dbt_duckdb(["run", *select, "--full-refresh", "--vars", json.dumps({"as_of": earlier})], copy, tmp_path / "t")
     conn = duckdb.connect(str(copy), read_only=True)
     try:
         newest = conn.execute("select max(hour_start) from marts.mart_error_trends_hourly").fetchone()[0]
     finally:
         conn.close()
-    assert _ts(newest) == _ts(sw.as_of) - 51 * HOUR
-    _dbt(["run", *select, "--vars", json.dumps({"as_of": _ts(sw.as_of).isoformat()})], copy, tmp_path / "t")
+    assert utc(newest) == utc(sw.as_of) - 51 * HOUR
+    run_dbt_duckdb(["run", *select, "--vars", json.dumps({"as_of": utc(sw.as_of).isoformat()})], copy, tmp_path / "t")
     sql = "select * from marts.mart_error_trends_hourly"
     conn = duckdb.connect(str(copy), read_only=True)
     try:
         conn.execute("set timezone = 'UTC'")
-        incremental = sorted((tuple(_normalise(v) for v in r) for r in conn.execute(sql).fetchall()), key=repr)
+        incremental = normalised_rows(conn.execute(sql).fetchall())
     finally:
         conn.close()
-    full = _rows(sw, "duckdb", sql)
+    full = normalised_rows(sw.query("duckdb", sql))
     assert len(incremental) == len(full)
     assert incremental == full

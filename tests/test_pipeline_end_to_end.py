@@ -13,7 +13,7 @@ from dbquery import query_location
 from orchestration.defs.error_analytics.assets import mart_error_templates
 from orchestration.defs.extract.assets import extract_assets
 from orchestration.defs.resources import OpsLocations
-from orchestration.defs.transform.dbt_assets import dbt_resource, ops_dbt_models
+from orchestration.defs.transform.dbt_assets import dbt_resource, ops_dbt_models, ops_dbt_template_models
 from orchestration.lib import checklist
 from orchestration.lib.dbt_env import dbt_target
 from orchestration.lib.extract.raw_schema import TABLES
@@ -34,9 +34,10 @@ def run_pipeline(source: Location, warehouse: Location) -> dg.ExecuteInProcessRe
         "dbt": dbt_resource(dbt_target(warehouse)),
     }
     return dg.materialize(
-        [*extract_assets, ops_dbt_models, mart_error_templates], resources=resources,
+        [*extract_assets, ops_dbt_models, mart_error_templates, ops_dbt_template_models], resources=resources,
         run_config={"ops": {"ops_dbt_models": {"config": {"as_of": AS_OF.isoformat()}},
-                            "mart_error_templates": {"config": {"as_of": AS_OF.isoformat()}}}},
+                            "mart_error_templates": {"config": {"as_of": AS_OF.isoformat()}},
+                            "ops_dbt_template_models": {"config": {"as_of": AS_OF.isoformat()}}}},
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
     )
 
@@ -61,7 +62,8 @@ def test_the_job_succeeds_on_both_targets_with_all_dbt_checks_passing(pipeline):
         failed = [c.asset_check_key for c in checks if not c.passed]
         assert not failed, (kind, failed)
         materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        expected = {"raw/system_events", "fct_system_events", "mart_error_frequency", "mart_error_templates"}
+        expected = {"raw/system_events", "fct_system_events", "mart_error_frequency", "mart_error_templates",
+                    "mart_template_rank_7d_30d", "mart_template_correlation"}
         assert expected <= materialized
 
 

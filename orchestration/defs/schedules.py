@@ -1,4 +1,5 @@
-"""The main job (extract every source table, then build the dbt models) and its hourly schedule."""
+"""The main job (extract every source table, build the dbt models, mine the error templates, build
+the template marts) and its hourly schedule."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import dagster as dg
 extract_and_build_job = dg.define_asset_job(
     name="extract_and_build",
     selection=dg.AssetSelection.all(),
-    description="Extract every source table into raw, then build staging, facts and marts (dbt build).",
+    description=(
+        "Extract every source table into raw, then build staging, facts and marts (dbt build), mine the "
+        "error templates (mart_error_templates) and build the marts reading them (dbt build, tag "
+        "after_templates)."
+    ),
 )
 
 hourly_extract_and_build = dg.ScheduleDefinition(

@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     print("3/3 top error types, last 7 days (marts.mart_error_frequency):")
     print_top_errors(warehouse)
+    print("    top error templates, last 7 days (marts.mart_template_rank_7d_30d):")
+    print_top_templates(warehouse)
     print(f"\nwarehouse: {warehouse.path}")
     print("  query it: .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
           f"{warehouse.path}', read_only=True).sql('select * from marts.mart_error_frequency'))\"")
@@ -77,3 +79,19 @@ def print_top_errors(warehouse, limit: int = 10) -> None:
     print(f"    {'event_type':40s} {'errors':>8s} {'days':>5s} {'normalised':>10s}")
     for event_type, n, days, n_norm in rows:
         print(f"    {event_type:40s} {n:>8,} {days:>5} {n_norm:>10,}")
+
+
+def print_top_templates(warehouse, limit: int = 5) -> None:
+    from orchestration.lib.db import duckdb_connect
+
+    conn = duckdb_connect(warehouse, read_only=True)
+    try:
+        rows = conn.execute(
+            "select template_rank, n_events, trend, template from marts.mart_template_rank_7d_30d "
+            "where window_days = 7 order by template_rank, template_id limit ?", [limit]
+        ).fetchall()
+    finally:
+        conn.close()
+    print(f"    {'rank':>4s} {'events':>7s} {'trend':8s} template")
+    for rank, n, trend, template in rows:
+        print(f"    {rank:>4} {n:>7,} {trend:8s} {template[:90]}")

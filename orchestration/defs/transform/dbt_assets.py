@@ -1,16 +1,16 @@
 """dbt models as Dagster assets; dbt tests become asset checks.
 
 dbt sources ``ops.<table>`` map onto the extraction assets ``raw/<table>``, so the lineage graph
-runs unbroken from each source table to the marts.
+runs unbroken from each source table to the marts. The models reading the mined error templates
+(tag ``after_templates``, source ``templates``) are a second dbt asset, built after the Python
+asset ``mart_error_templates`` onto which the ``templates`` source tables map:
+fct_system_events → mart_error_templates → the template marts.
 """
 
 
-import json
 import os
 import subprocess
-import sys
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
 import dagster as dg
@@ -19,6 +19,7 @@ from dagster_dbt.dbt_project import using_dagster_dev
 
 from orchestration.defs.resources import OpsLocations
 from orchestration.lib import settings
+from orchestration.lib.build import AFTER_TEMPLATES_SELECTOR, dbt_build_args, dbt_executable
 from orchestration.lib.dbt_env import dbt_env, dbt_target
 from orchestration.lib.extract.raw_schema import RAW_SCHEMA
 
@@ -33,7 +34,11 @@ GROUP_BY_FOLDER = {
     "jobs": "jobs_and_posting",
     "posting": "jobs_and_posting",
     "quality": "quality",
+    "templates": "error_analytics",
 }
+
+# dbt source -> the Python asset that writes its tables (other sources are raw extraction tables)
+SOURCE_ASSET_KEYS = {"templates": dg.AssetKey(["mart_error_templates"])}
 
 
 class OpsDbtTranslator(DagsterDbtTranslator):
@@ -41,6 +46,8 @@ class OpsDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
+            if dbt_resource_props.get("source_name") in SOURCE_ASSET_KEYS:
+                return SOURCE_ASSET_KEYS[dbt_resource_props["source_name"]]
             return dg.AssetKey([RAW_SCHEMA, dbt_resource_props["name"]])
         return dg.AssetKey([dbt_resource_props["name"]])
 
@@ -70,12 +77,6 @@ def dbt_project_for(warehouse=None) -> DbtProject:
     return project
 
 
-def dbt_executable() -> str:
-    """The dbt beside this interpreter (the venv's), so nothing depends on the venv being on PATH."""
-    venv_dbt = Path(sys.executable).parent / "dbt"
-    return str(venv_dbt) if venv_dbt.exists() else "dbt"
-
-
 ops_dbt_project = dbt_project_for()
 
 
@@ -87,25 +88,42 @@ class DbtBuildConfig(dg.Config):
     full_refresh: bool = False
 
 
-def dbt_build_args(as_of: str | None = None, full_refresh: bool = False) -> list[str]:
-    args = ["build"]
-    if as_of:
-        args += ["--vars", json.dumps({"as_of": as_of})]
-    if full_refresh:
-        args.append("--full-refresh")
-    return args
+def _build(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource,
+           ops_locations: OpsLocations) -> Iterator:
+    """The one dbt build of both dbt assets; dagster-dbt adds the asset's own select/exclude
+    (or the selected subset) to the command."""
+    # the profile reads the warehouse from the environment; derive it from the one setting
+    os.environ.update(dbt_env(ops_locations.warehouse))
+    yield from dbt.cli(dbt_build_args(config.as_of, config.full_refresh), context=context).stream()
+
+
+# the three `templates` source tables are all written by the one asset mart_error_templates
+_TRANSLATOR = OpsDbtTranslator(DagsterDbtTranslatorSettings(enable_code_references=True,
+                                                            enable_duplicate_source_asset_keys=True))
 
 
 @dbt_assets(
     manifest=ops_dbt_project.manifest_path,
     project=ops_dbt_project,
-    dagster_dbt_translator=OpsDbtTranslator(DagsterDbtTranslatorSettings(enable_code_references=True)),
+    exclude=AFTER_TEMPLATES_SELECTOR,
+    dagster_dbt_translator=_TRANSLATOR,
 )
 def ops_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource,
                    ops_locations: OpsLocations):
-    # the profile reads the warehouse from the environment; derive it from the one setting
-    os.environ.update(dbt_env(ops_locations.warehouse))
-    yield from dbt.cli(dbt_build_args(config.as_of, config.full_refresh), context=context).stream()
+    """Staging, facts and every mart that does not read the mined templates."""
+    yield from _build(context, config, dbt, ops_locations)
+
+
+@dbt_assets(
+    manifest=ops_dbt_project.manifest_path,
+    project=ops_dbt_project,
+    select=AFTER_TEMPLATES_SELECTOR,
+    dagster_dbt_translator=_TRANSLATOR,
+)
+def ops_dbt_template_models(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource,
+                            ops_locations: OpsLocations):
+    """The marts reading the mined templates (dbt source ``templates``), after mart_error_templates."""
+    yield from _build(context, config, dbt, ops_locations)
 
 
 def dbt_resource(target: str | None = None) -> DbtCliResource:
