@@ -11,6 +11,7 @@ fct_system_events → mart_error_templates → the template marts.
 import os
 import subprocess
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Optional
 
 import dagster as dg
@@ -62,6 +63,19 @@ class OpsDbtTranslator(DagsterDbtTranslator):
         return [OWNER]
 
 
+def _manifest_is_stale(manifest: Path) -> bool:
+    """No manifest yet, or a project file (model, macro, seed, test, dbt_project.yml) is newer:
+    an asset graph from an old manifest would miss or misname models."""
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    project_dir = settings.DBT_PROJECT_DIR
+    sources = [project_dir / "dbt_project.yml",
+               *(f for folder in ("models", "macros", "seeds", "tests") for f in (project_dir / folder).rglob("*")
+                 if f.is_file())]
+    return any(f.stat().st_mtime > built for f in sources)
+
+
 def dbt_project_for(warehouse=None) -> DbtProject:
     warehouse = warehouse or settings.warehouse_location()
     project = DbtProject(
@@ -69,8 +83,8 @@ def dbt_project_for(warehouse=None) -> DbtProject:
         profiles_dir=settings.DBT_PROJECT_DIR,
         target=dbt_target(warehouse),
     )
-    if not project.manifest_path.exists() or using_dagster_dev():
-        # a fresh clone (or `dagster dev`, to pick up edits): parse, which needs no database
+    if _manifest_is_stale(project.manifest_path) or using_dagster_dev():
+        # a fresh clone, an edited project (or `dagster dev`): parse, which needs no database
         subprocess.run([dbt_executable(), "parse", "--quiet", "--project-dir", str(project.project_dir),
                         "--profiles-dir", str(project.profiles_dir), "--target", project.target or "duckdb"],
                        check=True)
