@@ -14,3 +14,43 @@
     )
     {% endif %}
 {%- endmacro %}
+
+
+{# The start of the UTC day holding ts, from whole days since 1970 (the same on both targets). #}
+{% macro ops_utc_day_start(ts) -%}
+    {%- set epoch = timestamptz_literal('1970-01-01T00:00:00+00:00') -%}
+    {{ timestamp_add(epoch, 'cast(floor(' ~ ops_an_seconds_between(epoch, ts) ~ ' / 86400.0) as bigint) * 24', 'hour') }}
+{%- endmacro %}
+
+
+{#
+    Pre-hook of the daily aggregates (int_shutdown_cause_days, int_checklist_shutdown_days):
+    delete the days an incremental run rebuilds — from the earliest of the shutdown anchor's
+    UTC day, the day of the oldest fct_system_events row loaded since the table's watermark
+    (source_loaded_through − var('fct_lookback_hours'); a deletion mark bumps _loaded_at, so the
+    day of a deleted event is rebuilt) and, with include_newest_day, the newest day built (it
+    stopped at the previous as_of). The run then rebuilds every day after the newest day left.
+#}
+{% macro ops_delete_days_to_rebuild(include_newest_day=false) -%}
+    {%- if is_incremental() %}
+    {%- set epoch = timestamptz_literal('1970-01-01T00:00:00+00:00') %}
+    {%- set lookback_minutes = ((var('fct_lookback_hours', 0.25) | float) * 60) | int %}
+    delete from {{ this }}
+    where day_start_at >= (
+        select least(
+            {{ ops_utc_day_start(ops_shutdown_rebuild_anchor()) }},
+            {%- if include_newest_day %}
+            coalesce((select max(built.day_start_at) from {{ this }} as built), {{ epoch }}),
+            {%- endif %}
+            coalesce((
+                select {{ ops_utc_day_start('min(loaded.created_at)') }}
+                from {{ ref('fct_system_events') }} as loaded
+                where loaded._loaded_at > (
+                    select coalesce({{ timestamp_add('max(built.source_loaded_through)', -lookback_minutes, 'minute') }}, {{ epoch }})
+                    from {{ this }} as built
+                )
+            ), {{ timestamp_add(epoch, 24 * 365 * 1000, 'hour') }})
+        )
+    )
+    {%- endif %}
+{%- endmacro %}

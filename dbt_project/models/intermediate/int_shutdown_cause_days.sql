@@ -2,28 +2,7 @@
     config(
         materialized='incremental',
         on_schema_change='fail',
-        pre_hook="""
-            {%- if is_incremental() %}
-            {%- set epoch = timestamptz_literal('1970-01-01T00:00:00+00:00') %}
-            {%- set lookback_minutes = ((var('fct_lookback_hours', 0.25) | float) * 60) | int %}
-            {%- set anchor = ops_shutdown_rebuild_anchor() %}
-            delete from {{ this }}
-            where day_start_at >= (
-                select least(
-                    {{ timestamp_add(epoch, 'cast(floor(' ~ ops_an_seconds_between(epoch, anchor) ~ ' / 86400.0) as bigint) * 24', 'hour') }},
-                    coalesce((select max(built.day_start_at) from {{ this }} as built), {{ epoch }}),
-                    coalesce((
-                        select {{ timestamp_add(epoch, 'cast(floor(' ~ ops_an_seconds_between(epoch, 'min(loaded.created_at)') ~ ' / 86400.0) as bigint) * 24', 'hour') }}
-                        from {{ ref('fct_system_events') }} as loaded
-                        where loaded._loaded_at > (
-                            select coalesce({{ timestamp_add('max(built.source_loaded_through)', -lookback_minutes, 'minute') }}, {{ epoch }})
-                            from {{ this }} as built
-                        )
-                    ), {{ timestamp_add(epoch, 24 * 365 * 1000, 'hour') }})
-                )
-            )
-            {%- endif %}
-        """,
+        pre_hook="{{ ops_delete_days_to_rebuild(include_newest_day=true) }}",
     )
 }}
 
