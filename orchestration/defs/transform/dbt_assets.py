@@ -111,8 +111,10 @@ def _build(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCl
     yield from dbt.cli(dbt_build_args(config.as_of, config.full_refresh), context=context).stream()
 
 
-# the three `templates` source tables are all written by the one asset mart_error_templates
+# source tests become asset checks of the assets that write the sources (raw/<table>,
+# mart_error_templates); the three `templates` source tables are all written by mart_error_templates
 _TRANSLATOR = OpsDbtTranslator(DagsterDbtTranslatorSettings(enable_code_references=True,
+                                                            enable_source_tests_as_checks=True,
                                                             enable_duplicate_source_asset_keys=True))
 
 
