@@ -74,7 +74,7 @@ def test_every_asset_has_a_group_an_owner_and_a_description():
     graph = _graph()
     for key in graph.materializable_asset_keys:
         node = graph.get(key)
-        assert node.group_name in {"extract", "staging", "error_analytics"}, key
+        assert node.group_name in {"extract", "staging", "error_analytics", "jobs_and_posting"}, key
         assert node.owners, key
         assert (node.description or "").strip(), key
 
