@@ -314,6 +314,19 @@ def test_incidents_are_recorded_as_truth_and_spread_out(truth: list[dict[str, An
     assert all(d["effect_count"] > 0 and 45 <= d["lag_minutes"] <= 75 for d in effects)
 
 
+def test_incidents_can_be_confined_to_one_week() -> None:
+    """Eight kinds at 8/7 a day over one week: one incident of each kind, all inside the week."""
+    start = to_us(datetime(2026, 8, 24, tzinfo=timezone.utc))
+    week_end = start + 7 * DAY
+    timeline = Timeline(seed=5, start=start, end=start + 14 * DAY, incident_span=(start, week_end),
+                        incidents_per_day=8 / 7)
+    incidents = timeline.book.incidents
+    assert sorted(i.kind for i in incidents) == sorted(KINDS)
+    assert all(start <= i.start and i.end <= week_end for i in incidents)
+    with pytest.raises(ValueError, match="incident span"):
+        Timeline(seed=5, start=start, end=week_end, incident_span=(start, week_end + DAY))
+
+
 def test_no_truth_in_the_source(month: tuple[Path, SimulationSummary], truth: list[dict[str, Any]]) -> None:
     path, _ = month
     tables = {r[0] for r in duck_rows(path, "select table_name from information_schema.tables")}

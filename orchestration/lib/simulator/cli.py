@@ -24,6 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiplies the volume of high-frequency events (default 1: ~13k events/day)")
     p.add_argument("--no-incidents", action="store_true", help="do not inject incidents")
+    p.add_argument("--incidents-from", help="inject incidents only from this instant, ISO 8601")
+    p.add_argument("--incidents-to", help="inject incidents only before this instant, ISO 8601")
+    p.add_argument("--incidents-per-day", type=float, default=0.8,
+                   help="incident density (default 0.8; 8 kinds, so 8/7 in one week = one of each)")
     p.add_argument("--truth", type=Path, help="where to write the incidents' ground truth (JSON)")
     p.add_argument("--append", action="store_true", help="append to the tables instead of recreating them")
     p.add_argument("--follow", action="store_true",
@@ -48,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     summary = simulate(
         target, days=args.days, seed=args.seed, end=end_from_iso(args.end) if args.end else None,
         truth_path=args.truth, reset=not args.append, scale=args.scale, incidents=not args.no_incidents,
+        incidents_from=end_from_iso(args.incidents_from) if args.incidents_from else None,
+        incidents_to=end_from_iso(args.incidents_to) if args.incidents_to else None,
+        incidents_per_day=args.incidents_per_day,
     )
     days = f"{args.days:g} day{'' if args.days == 1 else 's'}"
     print(f"simulated {days} [{summary.start.isoformat()} .. {summary.end.isoformat()}) "

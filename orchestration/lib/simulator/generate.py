@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from orchestration.lib.simulator import background, jobs
 from orchestration.lib.simulator import catalogue as cat
-from orchestration.lib.simulator.incidents import IncidentBook, plan_incidents
+from orchestration.lib.simulator.incidents import INCIDENTS_PER_DAY, IncidentBook, plan_incidents
 from orchestration.lib.simulator.model import (
     DAY,
     HOUR,
@@ -67,9 +67,13 @@ class Deploy:
 
 class Timeline:
     def __init__(self, *, seed: int, start: int, end: int, scale: float = 1.0,
-                 incidents: bool = True) -> None:
+                 incidents: bool = True, incident_span: tuple[int, int] | None = None,
+                 incidents_per_day: float = INCIDENTS_PER_DAY) -> None:
         if end <= start:
             raise ValueError("the simulated period is empty: days must be > 0")
+        span_start, span_end = incident_span or (start, end)
+        if not start <= span_start < span_end <= end:
+            raise ValueError("the incident span must be a non-empty part of the simulated period")
         if scale <= 0:
             raise ValueError("scale must be > 0")
         self.seed = seed
@@ -78,7 +82,8 @@ class Timeline:
         self.scale = scale
         self.rng = random.Random(seed)
         self.telemetry_rng = random.Random(f"{seed}:telemetry")
-        planned = plan_incidents(random.Random(f"{seed}:incidents"), start, end) if incidents else []
+        planned = plan_incidents(random.Random(f"{seed}:incidents"), span_start, span_end,
+                                 incidents_per_day) if incidents else []
         self.book = IncidentBook(planned)
         self.deploys = self._plan_deploys(random.Random(f"{seed}:deploys"))
         self.deploy_times = [d.at for d in self.deploys]

@@ -67,9 +67,13 @@ class Incident:
 # ---------------------------------------------------------------------------------------------
 
 
-def plan_incidents(rng: random.Random, start: int, end: int) -> list[Incident]:
-    """Spread incidents over [start, end): one per slot, kinds cycling through shuffled rounds."""
-    count = max(1, round((end - start) / DAY * INCIDENTS_PER_DAY))
+def plan_incidents(rng: random.Random, start: int, end: int,
+                   per_day: float = INCIDENTS_PER_DAY) -> list[Incident]:
+    """Spread incidents over [start, end): one per slot, kinds cycling through shuffled rounds
+    (so len(KINDS) incidents, e.g. 8 in a week at per_day 8/7, are one of each kind)."""
+    if per_day <= 0:
+        raise ValueError("incidents per day must be > 0")
+    count = max(1, round((end - start) / DAY * per_day))
     kinds: list[str] = []
     while len(kinds) < count:
         round_ = list(KINDS)

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from orchestration.lib.settings import Location
 from orchestration.lib.simulator.generate import Chunk, Timeline
+from orchestration.lib.simulator.incidents import INCIDENTS_PER_DAY
 from orchestration.lib.simulator.model import (
     COMMIT_AT,
     DAY,
@@ -65,15 +66,25 @@ def simulate(
     reset: bool = True,
     scale: float = 1.0,
     incidents: bool = True,
+    incidents_from: datetime | None = None,
+    incidents_to: datetime | None = None,
+    incidents_per_day: float = INCIDENTS_PER_DAY,
 ) -> SimulationSummary:
-    """Simulate ``days`` of the bot's life ending at ``end`` and write it into ``target``."""
+    """Simulate ``days`` of the bot's life ending at ``end`` and write it into ``target``.
+
+    Incidents are planned over [incidents_from, incidents_to) (default: the whole period) at
+    ``incidents_per_day``; e.g. one week at 8/7 a day holds one incident of each kind (a bad
+    week) and leaves the rest of the period clean."""
     began = time.perf_counter()
     end = default_end() if end is None else end if end.tzinfo else end.replace(tzinfo=timezone.utc)
     end_us = to_us(end)
     start_us = end_us - round(days * DAY)
     lo = None if write_from is None else to_us(write_from)
     hi = end_us if write_to is None else min(to_us(write_to), end_us)
-    timeline = Timeline(seed=seed, start=start_us, end=end_us, scale=scale, incidents=incidents)
+    span = (start_us if incidents_from is None else to_us(incidents_from),
+            end_us if incidents_to is None else to_us(incidents_to))
+    timeline = Timeline(seed=seed, start=start_us, end=end_us, scale=scale, incidents=incidents,
+                        incident_span=span, incidents_per_day=incidents_per_day)
 
     create_source_schema(target, drop_existing=reset)
     rows = dict.fromkeys(SOURCE_TABLES, 0)
