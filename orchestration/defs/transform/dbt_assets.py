@@ -34,6 +34,7 @@ GROUP_BY_FOLDER = {
     "errors": "error_analytics",
     "jobs": "jobs_and_posting",
     "posting": "jobs_and_posting",
+    "slo": "jobs_and_posting",
     "quality": "quality",
     "templates": "error_analytics",
 }
