@@ -25,14 +25,19 @@ END = datetime(2026, 6, 4, tzinfo=timezone.utc)
 DAYS, SEED = 4, 23  # seed 23 also injects late-committed and guard-deleted events in these days
 
 
-def _dbt(warehouse: Location, as_of: datetime, work: Path, command: str = "run") -> None:
-    """`dbt run` (or `build`: seed, unit and data tests too) of the model and its parents. Each
-    warehouse gets its own target/log directory, so partial parsing is reused between its runs
-    and runs on two warehouses can go in parallel."""
+# seeds and models, no tests: the shared fixture (conftest.simulated_warehouses) already runs
+# every unit and data test on both targets
+WITH_SEEDS = ["build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+
+
+def _dbt(warehouse: Location, as_of: datetime, work: Path, command: list[str] | None = None) -> None:
+    """`dbt run` (or ``command``, e.g. WITH_SEEDS) of the model and its parents. Each warehouse
+    gets its own target/log directory, so partial parsing is reused between its runs and runs on
+    two warehouses can go in parallel."""
     env = {**os.environ, **dbt_env(warehouse),
            "DBT_TARGET_PATH": str(work / "target"), "DBT_LOG_PATH": str(work / "logs")}
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), command, "--project-dir", str(DBT_PROJECT_DIR),
+        [str(Path(sys.executable).parent / "dbt"), *(command or ["run"]), "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR), "--target", dbt_target(warehouse),
          "--select", f"+{MODEL}", "--vars", json.dumps({"as_of": as_of.isoformat()})],
         capture_output=True, text=True, env=env, timeout=600,
@@ -74,9 +79,7 @@ def test_recovery_incidents_incremental_equals_full_build(pg_databases, tmp_path
                      truth_path=tmp_path / "truth.json")
             for wh in incremental.values():
                 extract_all(source, wh)
-            # `build` (seeds, tests) the first time only: the shared fixture already runs every
-            # unit and data test on both targets
-            command = "build" if i == 0 else "run"
+            command = WITH_SEEDS if i == 0 else None
             each(_dbt, [(wh, cut, tmp_path / f"inc_{kind}", command) for kind, wh in incremental.items()])
             lo = cut
         as_of = cuts[-1]
@@ -90,7 +93,7 @@ def test_recovery_incidents_incremental_equals_full_build(pg_databases, tmp_path
         for wh in fresh.values():
             extract_all(source, wh)
         each(_dbt, [(wh, as_of, tmp_path / f"inc_{kind}") for kind, wh in incremental.items()]
-             + [(wh, as_of, tmp_path / f"full_{kind}", "build") for kind, wh in fresh.items()])
+             + [(wh, as_of, tmp_path / f"full_{kind}", WITH_SEEDS) for kind, wh in fresh.items()])
     for kind in incremental:
         assert _rows(incremental[kind]) == rows[kind], f"{kind}: a re-run changed the table"
         assert _rows(fresh[kind]) == rows[kind], f"{kind}: incremental and full builds differ"
