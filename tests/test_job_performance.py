@@ -10,8 +10,14 @@ longest streaks, with their exact length; both targets must agree row for row.
 
 from __future__ import annotations
 
+import json
+import shutil
+from datetime import timedelta
+
 import pytest
-from dbquery import normalised_rows
+from dbquery import normalised_rows, query_location, run_dbt_duckdb, utc
+
+from orchestration.lib.settings import Location
 
 TARGETS = ("duckdb", "postgres")
 
@@ -92,3 +98,23 @@ def test_duckdb_and_postgres_are_identical(simulated_warehouses, relation):
     diffs = [(columns[i], d[:3], d[i], p[i]) for d, p in zip(duck, pg) if d != p
              for i in range(len(columns)) if d[i] != p[i]]
     assert not diffs, diffs[:10]
+
+
+def test_incremental_overlap_days_equal_the_full_build(simulated_warehouses, tmp_path):
+    """int_job_overlap_days is incremental by day: full-built at as_of - 4 days on a copy of the
+    DuckDB warehouse, then run at as_of (int_job_runs rebuilt too), it must hold the fixture's
+    full build's rows: the old days kept, the newer ones rebuilt."""
+    sw = simulated_warehouses
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(sw.warehouses["duckdb"].path, copy)
+    select = ["--select", "int_job_runs", "int_job_overlap_days"]
+    as_of = utc(sw.as_of)
+    steps = [(as_of - timedelta(days=4), ["--full-refresh"]), (as_of, [])]
+    for step, extra in steps:
+        run_dbt_duckdb(["run", *select, *extra, "--vars", json.dumps({"as_of": step.isoformat()})],
+                       copy, tmp_path / "t")
+    sql = "select job_name, run_date, run_us, overlap_us from intermediate.int_job_overlap_days order by 1, 2"
+    incremental = normalised_rows(query_location(Location.parse(str(copy)), sql))
+    full = normalised_rows(sw.query("duckdb", sql))
+    assert len(full) > 14 * 20
+    assert incremental == full

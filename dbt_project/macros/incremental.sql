@@ -54,3 +54,20 @@
     )
     {%- endif %}
 {%- endmacro %}
+
+
+{#
+    Pre-hook of int_job_overlap_days: delete the days an incremental run rebuilds — from the
+    earliest of the newest day built (it stopped at the previous as_of) and the UTC day of
+    as_of − var('job_overlap_rebuild_hours') (runs whose end or outcome arrived since).
+#}
+{% macro ops_delete_job_overlap_days_to_rebuild() -%}
+    {%- if is_incremental() %}
+    {%- set horizon = timestamp_add(as_of_timestamp(), -1 * (var('job_overlap_rebuild_hours') | int), 'hour') %}
+    delete from {{ this }}
+    where run_date >= (
+        select least(coalesce(max(built.run_date), date '1970-01-01'), {{ to_utc_date(horizon) }})
+        from {{ this }} as built
+    )
+    {%- endif %}
+{%- endmacro %}

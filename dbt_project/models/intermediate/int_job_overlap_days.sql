@@ -1,4 +1,10 @@
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized='incremental',
+        on_schema_change='fail',
+        pre_hook="{{ ops_delete_job_overlap_days_to_rebuild() }}",
+    )
+}}
 
 {#-
     Per job and UTC day: how long the job was running (union of its runs with a known start and
@@ -6,17 +12,37 @@
     (and every UTC midnight, so no piece crosses a day) cuts the time line into pieces; for each
     job's point of view a running count of its own runs and of all runs gives, per piece,
     whether the job ran and whether another one ran alongside. Exact microseconds (bigint).
+
+    Incremental by day: the pre-hook deletes the days from the earliest of the newest day built
+    and the UTC day of as_of − var('job_overlap_rebuild_hours'); the run rebuilds every day after
+    the newest day left, from the runs that end on or after it. A run that changes further back
+    (an event committed more than that late) needs --full-refresh.
 -#}
 
 with
 
+{% if is_incremental() -%}
+rebuild as (
+
+    select coalesce(max(built.run_date) + 1, date '1970-01-01') as rebuild_from
+    from {{ this }} as built
+
+),
+{%- endif %}
+
 runs as (
 
-    select job_name, run_started_at, run_ended_at
-    from {{ ref('int_job_runs') }}
-    where run_started_at is not null
-      and run_ended_at is not null
-      and run_ended_at > run_started_at
+    select job_runs.job_name, job_runs.run_started_at, job_runs.run_ended_at
+    from {{ ref('int_job_runs') }} as job_runs
+    {%- if is_incremental() %}
+    cross join rebuild
+    {%- endif %}
+    where job_runs.run_started_at is not null
+      and job_runs.run_ended_at is not null
+      and job_runs.run_ended_at > job_runs.run_started_at
+      {%- if is_incremental() %}
+      and {{ to_utc_date('job_runs.run_ended_at') }} >= rebuild.rebuild_from
+      {%- endif %}
 
 ),
 
@@ -108,9 +134,13 @@ pieces as (
 )
 
 select
-    job_name,
-    run_date,
-    cast(sum(piece_us) as bigint) as run_us,
-    cast(sum(case when others_running then piece_us else 0 end) as bigint) as overlap_us
+    pieces.job_name,
+    pieces.run_date,
+    cast(sum(pieces.piece_us) as bigint) as run_us,
+    cast(sum(case when pieces.others_running then pieces.piece_us else 0 end) as bigint) as overlap_us
 from pieces
-group by job_name, run_date
+{%- if is_incremental() %}
+cross join rebuild
+where pieces.run_date >= rebuild.rebuild_from
+{%- endif %}
+group by pieces.job_name, pieces.run_date
