@@ -20,6 +20,12 @@ def add_parser(subparsers) -> None:
     inc.add_argument("--seed", type=int, default=3)
     inc.add_argument("--json", dest="json_path", help="also write the figures to this file")
     inc.set_defaults(func=_incremental)
+    det = sub.add_parser("detection", help="anomaly scorer vs static threshold and z-score on "
+                                           "simulated incidents (precision, recall)")
+    det.add_argument("--days", type=float, default=60, help="days simulated")
+    det.add_argument("--seed", type=int, default=1)
+    det.add_argument("--json", dest="json_path", help="also write the figures to this file")
+    det.set_defaults(func=_detection)
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -32,3 +38,9 @@ def _incremental(args: argparse.Namespace) -> int:
     from orchestration.lib.bench.incremental_bench import main
 
     return main(args.small, args.large, args.seed, args.json_path)
+
+
+def _detection(args: argparse.Namespace) -> int:
+    from orchestration.lib.bench.detection_bench import main
+
+    return main(args.days, args.seed, args.json_path)

@@ -1,0 +1,1 @@
+"""Anomaly scoring on hourly count series (plain functions; see scoring.py and series.py)."""
