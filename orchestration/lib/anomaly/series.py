@@ -52,23 +52,25 @@ with events as (
            coalesce(event_data, metadata) as payload
     from system_events
     where created_at >= $start and created_at < $end
+),
+job_failures as (
+    select coalesce(json_extract_string(payload, '$.job_name'),
+                    regexp_replace(event_type, '_job_execution_failed$', '')) as job_name,
+           hour,
+           try_cast(json_extract_string(payload, '$.consecutive_failures') as integer) as consecutive_failures
+    from events where event_type like '%\\_job\\_execution\\_failed' escape '\\'
 )
 select 'errors:' || substr(event_type, 7) as series, 'errors' as kind, hour, count(*) as n
 from events
 where event_type like 'error\\_%' escape '\\' and event_type <> 'error_null_tweet_id'
 group by all
 union all
-select 'job_failures:' || coalesce(json_extract_string(payload, '$.job_name'),
-                                   regexp_replace(event_type, '_job_execution_failed$', '')),
-       'job_failures', hour, count(*)
-from events where event_type like '%\\_job\\_execution\\_failed' escape '\\'
+select 'job_failures:' || job_name, 'job_failures', hour, count(*)
+from job_failures
 group by all
 union all
-select 'job_streaks:' || coalesce(json_extract_string(payload, '$.job_name'),
-                                  regexp_replace(event_type, '_job_execution_failed$', '')),
-       'job_failures', hour, count(*)
-from events where event_type like '%\\_job\\_execution\\_failed' escape '\\'
-  and try_cast(json_extract_string(payload, '$.consecutive_failures') as integer) >= 3
+select 'job_streaks:' || job_name, 'job_failures', hour, count(*)
+from job_failures where consecutive_failures >= 3
 group by all
 union all
 select 'null_tweet_id', 'null_tweet_id', hour, count(*)

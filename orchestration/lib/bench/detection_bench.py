@@ -28,7 +28,6 @@ alarms / alarms, recall = found / evaluated incidents.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -43,6 +42,7 @@ from orchestration.lib.anomaly.series import (
     HourlySeries,
     hourly_series_from_duckdb,
 )
+from orchestration.lib.bench import write_figures
 from orchestration.lib.settings import Location
 
 END = datetime(2026, 3, 1, tzinfo=timezone.utc)  # pinned: same seed, same rows
@@ -209,8 +209,5 @@ def main(days: float, seed: int, json_path: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="ops-bench-detect-") as tmp:
         figures = run_detection_bench(days, seed, Path(tmp), log=print)
     print_table(figures)
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(figures, indent=2))
-        print(f"figures written to {json_path}")
+    write_figures(json_path, figures)
     return 0

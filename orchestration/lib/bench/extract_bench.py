@@ -14,7 +14,6 @@ server share this machine's cores.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from orchestration.lib.bench import write_figures
 from orchestration.lib.extract import readers
 from orchestration.lib.extract.engine import ExtractRequest, extract_table
 from orchestration.lib.extract.raw_schema import TABLES, raw_table_ddl
@@ -169,8 +169,5 @@ def main(rows: int, json_path: str | None, admin_dsn: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="ops-bench-") as tmp:
         figures = run_extract_bench(rows, admin_dsn, Path(tmp))
     print_table(figures)
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(figures, indent=2))
-        print(f"figures written to {json_path}")
+    write_figures(json_path, figures)
     return 0

@@ -11,13 +11,13 @@ whole history stands out.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 
+from orchestration.lib.bench import write_figures
 from orchestration.lib.build import build_marts
 from orchestration.lib.extract.engine import extract_all
 from orchestration.lib.extract.raw_schema import TABLES
@@ -130,8 +130,5 @@ def main(small: int, large: int, seed: int, json_path: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="ops-bench-incr-") as tmp:
         figures = run_incremental_bench(small, large, seed, Path(tmp))
     print_table(figures)
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(figures, indent=2))
-        print(f"figures written to {json_path}")
+    write_figures(json_path, figures)
     return 0
