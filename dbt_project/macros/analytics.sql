@@ -89,6 +89,21 @@
 {%- endmacro %}
 
 
+{#
+    Continuous percentile (linear interpolation, as percentile_cont) as an aggregate over rows
+    ranked by value within the group: k the 1-based rank, n the group's row count, next_value
+    lead(value) in the same order. The position (n - 1) * fraction is exact decimal arithmetic
+    and the interpolation one float formula, so both targets give the same bits (their
+    built-in percentiles round differently). fraction: a decimal literal such as 0.95.
+#}
+{% macro ops_ranked_percentile(value, next_value, k, n, fraction) -%}
+    max(case when {{ k }} = floor(({{ n }} - 1) * {{ fraction }}) + 1 then
+        {{ value }} + (coalesce({{ next_value }}, {{ value }}) - {{ value }})
+          * cast(({{ n }} - 1) * {{ fraction }} - floor(({{ n }} - 1) * {{ fraction }}) as double precision)
+    end)
+{%- endmacro %}
+
+
 {# Comma-separated sorted distinct non-NULL values of expr, as an aggregate (NULL when none). #}
 {% macro ops_an_distinct_list(expr) -%}
     string_agg(distinct {{ expr }}, ', ' order by {{ expr }})

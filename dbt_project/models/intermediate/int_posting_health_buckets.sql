@@ -193,10 +193,14 @@ ranked_{{ metric }}_{{ grain }} as (
     select
         {{ ops_trend_trunc_utc(grain, 'at_ts') }} as bucket_start,
         {{ value }} as value_us,
+        lead({{ value }}) over (
+            partition by {{ ops_trend_trunc_utc(grain, 'at_ts') }}
+            order by {{ value }}
+        ) as next_value_us,
         row_number() over (
             partition by {{ ops_trend_trunc_utc(grain, 'at_ts') }}
             order by {{ value }}
-        ) - 1 as rn,
+        ) as k,
         count(*) over (partition by {{ ops_trend_trunc_utc(grain, 'at_ts') }}) as n_values
     from {{ source }}
     where {{ value }} is not null
@@ -205,15 +209,11 @@ ranked_{{ metric }}_{{ grain }} as (
 
 pct_{{ metric }}_{{ grain }} as (
 
-    {#- continuous percentiles (linear interpolation, as percentile_cont) computed by hand:
-        the fraction is exact decimal arithmetic and the interpolation one float formula, so
-        both engines give the same bits (their built-ins round differently) -#}
+    {#- percentiles by one formula on both targets (ops_ranked_percentile) -#}
     select
         bucket_start
         {%- for q in [50, 95] %},
-        max(case when rn = floor(0.{{ q }} * (n_values - 1)) then value_us end) as lo_{{ q }},
-        max(case when rn = ceil(0.{{ q }} * (n_values - 1)) then value_us end) as hi_{{ q }},
-        max(0.{{ q }} * (n_values - 1) - floor(0.{{ q }} * (n_values - 1))) as frac_{{ q }}
+        {{ ops_ranked_percentile('value_us', 'next_value_us', 'k', 'n_values', '0.' ~ q) }} as p{{ q }}_us
         {%- endfor %}
     from ranked_{{ metric }}_{{ grain }}
     group by bucket_start
@@ -251,14 +251,14 @@ dense_{{ grain }} as (
         coalesce(alert_hours.n_null_tweet_id_alert_hours, 0) as n_null_tweet_id_alert_hours,
         coalesce(outcomes.n_timed_posts, 0) as n_timed_posts,
         outcomes.sum_schedule_to_post_us,
-        cast(pct_post.lo_50 as double precision) + cast(pct_post.frac_50 as double precision) * cast(pct_post.hi_50 - pct_post.lo_50 as double precision) as p50_schedule_to_post_us,
-        cast(pct_post.lo_95 as double precision) + cast(pct_post.frac_95 as double precision) * cast(pct_post.hi_95 - pct_post.lo_95 as double precision) as p95_schedule_to_post_us,
+        cast(pct_post.p50_us as double precision) as p50_schedule_to_post_us,
+        cast(pct_post.p95_us as double precision) as p95_schedule_to_post_us,
         coalesce(attempts.n_attempts, 0) as n_attempts,
         coalesce(attempts.n_attempts_succeeded, 0) as n_attempts_succeeded,
         coalesce(attempts.n_timed_attempts, 0) as n_timed_attempts,
         attempts.sum_attempt_ms,
-        cast(pct_attempt.lo_50 as double precision) + cast(pct_attempt.frac_50 as double precision) * cast(pct_attempt.hi_50 - pct_attempt.lo_50 as double precision) as p50_attempt_us,
-        cast(pct_attempt.lo_95 as double precision) + cast(pct_attempt.frac_95 as double precision) * cast(pct_attempt.hi_95 - pct_attempt.lo_95 as double precision) as p95_attempt_us
+        cast(pct_attempt.p50_us as double precision) as p50_attempt_us,
+        cast(pct_attempt.p95_us as double precision) as p95_attempt_us
     from buckets_{{ grain }} as buckets
     left join created_{{ grain }} as created
         on created.bucket_start = buckets.bucket_start

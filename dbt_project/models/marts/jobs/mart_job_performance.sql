@@ -147,8 +147,7 @@ period_stats as (
 
 ),
 
-{#- continuous percentiles (linear interpolation, as percentile_cont) computed by one formula on
-    both targets: position (n - 1) * f is exact (numeric), the interpolation the same doubles #}
+{#- percentiles by one formula on both targets (ops_ranked_percentile) #}
 durations_ranked as (
 
     select
@@ -172,11 +171,8 @@ duration_percentiles as (
         period,
         start_n,
         {%- for name, fraction in [('p50', '0.5'), ('p95', '0.95')] %}
-        max(case when k = floor((n - 1) * {{ fraction }}) + 1 then
-            duration_minutes
-            + (coalesce(next_duration_minutes, duration_minutes) - duration_minutes)
-              * cast((n - 1) * {{ fraction }} - floor((n - 1) * {{ fraction }}) as double precision)
-        end) as duration_{{ name }}_minutes{{ ',' if not loop.last }}
+        {{ ops_ranked_percentile('duration_minutes', 'next_duration_minutes', 'k', 'n', fraction) }}
+            as duration_{{ name }}_minutes{{ ',' if not loop.last }}
         {%- endfor %}
     from durations_ranked
     group by job_name, period, start_n
