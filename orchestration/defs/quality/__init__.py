@@ -1,0 +1,1 @@
+"""Dagster wiring of the data-quality checks and the anomaly mart."""

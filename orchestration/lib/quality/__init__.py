@@ -1,0 +1,1 @@
+"""Data quality: Great Expectations suites, the event payload contract."""
