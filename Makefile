@@ -18,8 +18,9 @@ install: $(STAMP)
 demo: install
 	$(BIN)/ops-warehouse demo
 
+# two workers: the shared simulated month on one, the other modules spread (tests/conftest.py)
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: install
 	$(BIN)/ops-warehouse bench extract --rows 1000000 --json benchmarks/results/extract.json

@@ -40,6 +40,23 @@ class PgDatabases:
                 conn.execute(f"drop database if exists {name} with (force)")
 
 
+def pytest_configure(config) -> None:
+    """Parse the dbt project once, before any xdist worker imports the Dagster definitions: two
+    workers finding a stale manifest at once would both write dbt_project/target."""
+    if not hasattr(config, "workerinput"):
+        import orchestration.defs.transform.dbt_assets  # noqa: F401  (parses when stale)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Work units for ``pytest -n 2 --dist loadgroup`` (make test): every test using the shared
+    simulated month runs on one worker (the month is built once), every other module stays whole
+    on one worker (its module fixtures are built once)."""
+    for item in items:
+        group = "simulated_month" if "simulated_warehouses" in item.fixturenames else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def pg_databases(request) -> Iterator[PgDatabases]:
     dbs = PgDatabases(re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:24])
