@@ -12,6 +12,8 @@ from orchestration.lib.anomaly.scoring import (
     RATE_UP_50PCT,
     Anomaly,
     ScoringConfig,
+    clump_size,
+    clumped_upper_tail,
     score_series,
     static_threshold,
     upper_tail,
@@ -144,3 +146,83 @@ def test_static_threshold_and_config_defaults():
     assert flagged_at(static_threshold("x", hours(4), counts)) == [1, 3]
     config = ScoringConfig()
     assert config.window_hours == 14 * 24 and config.min_count == 3
+
+
+def daily_volume(days: int, night: float, day: float, seed: int) -> np.ndarray:
+    """Posting volume with a daily cycle: ``night`` posts/hour from 00:00 to 08:00, else ``day``."""
+    hour_of_day = np.arange(days * 24) % 24
+    lam = np.where(hour_of_day < 8, night, day)
+    return np.random.default_rng(seed).poisson(lam)
+
+
+def flagged_from_day(anomalies: list[Anomaly], day: int) -> list[int]:
+    """Flagged hours from ``day`` on (before one week the baseline knows no daily profile)."""
+    return [t for t in flagged_at(anomalies) if t >= day * 24]
+
+
+def test_night_lull_from_low_volume_is_not_a_drop_but_a_daytime_stop_is():
+    counts = daily_volume(14, 3.0, 6.0, seed=4)
+    assert flagged_from_day(score_series("posting_volume", hours(len(counts)), counts,
+                                         kind="volume"), 8) == []
+    night = 12 * 24 + 2
+    lull = counts.copy()
+    lull[night:night + 2] = 0  # two empty hours at ~3 posts/hour: P = e^-6, a lull
+    assert flagged_from_day(score_series("posting_volume", hours(len(lull)), lull,
+                                         kind="volume"), 8) == []
+    day = 12 * 24 + 13
+    stop = counts.copy()
+    stop[day:day + 2] = 0  # two empty hours at ~6 posts/hour: P = e^-12, the bot stopped
+    anomalies = score_series("posting_volume", hours(len(stop)), stop, kind="volume")
+    assert flagged_from_day(anomalies, 8) == list(range(day, day + 2))
+    assert all(DROP in a.rules for a in anomalies)
+
+
+def test_a_single_empty_hour_is_not_a_drop_even_at_high_volume():
+    counts = poisson_noise(10 * 24, 12.0, seed=2)
+    t = 8 * 24 + 14
+    counts[t] = 0  # P(0 | 12) = 6e-6, yet one hour is a lull: a stop lasts
+    assert score_series("posting_volume", hours(len(counts)), counts, kind="volume") == []
+    counts[t + 1] = 0
+    flagged = flagged_at(score_series("posting_volume", hours(len(counts)), counts, kind="volume"))
+    assert flagged == [t, t + 1]
+    assert ScoringConfig().drop_min_hours == 2 and ScoringConfig().drop_p == 1e-4
+
+
+def blips(days: int, seed: int) -> np.ndarray:
+    """Breaker blips of normal operations: every ~40 hours one hour with 1-4 events, else 0."""
+    rng = np.random.default_rng(seed)
+    counts = np.zeros(days * 24, dtype=int)
+    for t in range(7, len(counts), 40):
+        counts[t] = rng.integers(1, 5)
+    return counts
+
+
+def test_clumped_events_a_routine_blip_is_not_flagged_but_a_stuck_breaker_is():
+    counts = blips(21, seed=1)
+    t = 20 * 24 + 5
+    counts[t] = 4  # a long blip: 4 blocks in an hour against a rate of ~0.06/hour
+    name = "queue_blocked:CIRCUIT_BREAKER"
+    # the first blips may surprise a history with too few of them; from two weeks on, none does
+    assert flagged_from_day(score_series(name, hours(len(counts)), counts, kind="events"), 14) == []
+    # counted as independent events (no clump estimate), the same blip is "improbable"
+    no_clumps = ScoringConfig(clump_min_samples=10**9)
+    assert t in flagged_at(score_series(name, hours(len(counts)), counts, kind="events",
+                                        config=no_clumps))
+    # error-like kinds are not clumped: each event is a failure of its own
+    assert t in flagged_at(score_series("errors:x", hours(len(counts)), counts, kind="errors"))
+    # a stuck breaker blocks the queue every tick for hours: still flagged
+    counts[t:t + 3] = 10
+    assert flagged_from_day(score_series(name, hours(len(counts)), counts, kind="events"),
+                            14) == list(range(t, t + 3))
+
+
+def test_clump_size_is_one_for_independent_events_and_the_tail_matches_poisson():
+    config = ScoringConfig()
+    assert clump_size(poisson_noise(14 * 24, 0.3, seed=3), config) < 1.1
+    assert clump_size(poisson_noise(14 * 24, 2.0, seed=3), config) < 1.1
+    assert clump_size(blips(14, seed=1), config) > 1.5
+    assert clump_size(np.zeros(100), config) == 1.0  # no nonzero hour: nothing to estimate
+    for k, lam in ((4, 0.2), (9, 0.3), (2, 0.3), (12, 4.0)):
+        assert clumped_upper_tail(k, lam, 1.0) == upper_tail(k, lam)
+        assert abs(clumped_upper_tail(k, lam, 1.0 + 1e-9) / upper_tail(k, lam) - 1) < 1e-6
+        assert clumped_upper_tail(k, lam, 2.0) > upper_tail(k, lam)

@@ -10,14 +10,22 @@ Our detector (``score_series``), for each hour t in time order:
   blended with the overall level so a handful of samples cannot swing it;
 - the test: counts with a small expected value (< 5) are Poisson: flag when
   P(X >= observed | lambda) < 1e-4 — for the hour alone and for the last few unflagged hours
-  summed (a sustained rise, e.g. a job failing every run for three hours). Larger counts use a
+  summed (a sustained rise, e.g. a job failing every run for three hours). Series of kind
+  ``events`` (rows written once per queue tick while a state lasts, e.g. POSTING_QUEUE_BLOCKED)
+  come in clumps: a breaker blip of a few minutes writes 1-4 rows in one hour. When their nonzero
+  hours hold more events than a Poisson of the rate would, the test counts clumps: counts and
+  lambda are divided by the clump size estimated from the clean history. Error-like kinds are
+  not clumped: each error or failed run is itself the signal (a job streak's 3rd+ failures are
+  clumped by construction, and they are the incident). Larger counts use a
   robust z: (observed - median) / (1.4826 MAD), the scale floored at sqrt(expected) and 1 so a
   flat history never divides by zero;
 - guards: never flag fewer than ``min_count`` events, and require observed >= expected *
   (1 + relative_guard) and observed - expected >= ``min_excess``;
 - drops (volume series): a run of hours each at most ``drop_fraction`` of expected, flagged once
-  the run's total is improbably low (Poisson lower tail over the run) — the bot silently stopped
-  posting;
+  it lasts ``drop_min_hours`` (2) and the run's total is improbably low (Poisson lower tail over
+  the run < 1e-4, as strict as the rise test) — the bot silently stopped posting. A stop keeps
+  going and its tail keeps falling; a lull (two quiet hours at night, ~3 posts/hour expected:
+  P = e^-7 ~ 1e-3) does not reach the threshold;
 - the bot owners' checklist rules, each reported by name: ``errors_per_hour_gt_10``,
   ``rate_up_50pct`` (with an absolute floor, so 1 -> 2 does not fire), ``null_tweet_id_gt_5``.
 
@@ -28,7 +36,7 @@ Baselines: ``static_threshold`` (> 10 events in an hour) and ``zscore_including_
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Sequence
 
@@ -67,7 +75,15 @@ class ScoringConfig:
     low_count_expected: float = 5.0  # below this expected value, the Poisson test applies
     poisson_floor: float = 0.2  # lambda never below this (an all-zero history is not "never")
     poisson_p: float = 1e-4  # upper-tail probability that flags
+    # clumped events: when the series' nonzero hours hold more events than a Poisson of its rate
+    # would (one breaker blip blocks the queue several times), the test counts clumps, not events
+    clump_min_samples: int = 5  # nonzero clean hours needed to estimate the clump size
+    # the kinds whose rows are written per tick while a state lasts (see series.py); error-like
+    # kinds are not clumped: there every event is a failure, and a job streak's clump (its 3rd+
+    # failures in a row) is the very thing to find
+    clumped_kinds: tuple[str, ...] = ("events",)
     sustained_hours: int = 3  # also test the sum of the last N unflagged hours (low counts)
+    sustained_p: float = 1e-4  # upper-tail probability of that sum that flags
     mad_threshold: float = 5.0  # robust z that flags (high counts)
     mad_floor: float = 1.0  # the MAD scale is never below this nor below sqrt(expected)
     min_count: int = 3  # never flag an hour with fewer events
@@ -76,7 +92,8 @@ class ScoringConfig:
     # drops (volume series)
     drop_fraction: float = 0.5  # an hour at or below this share of expected extends a drop run
     drop_min_expected: float = 1.0  # hours expecting less than this do not count as a drop
-    drop_p: float = 1e-3  # Poisson lower tail of the run's total that flags it
+    drop_p: float = 1e-4  # Poisson lower tail of the run's total that flags it
+    drop_min_hours: int = 2  # a drop is a run of at least this many hours (one empty hour is a lull)
     # the checklist (rules fire by name and raise an alarm on their own)
     errors_per_hour_limit: int = 10  # errors_per_hour_gt_10
     rate_up_ratio: float = 1.5  # rate_up_50pct: observed > expected * 1.5 ...
@@ -109,6 +126,7 @@ class Expectation:
     expected: float
     scale: float  # robust spread (MAD-based, floored)
     samples: int
+    clump: float = 1.0  # mean events per clump (>= 1): the Poisson test divides counts by it
 
 
 def _level(values: np.ndarray, low_counts: bool) -> float:
@@ -142,6 +160,23 @@ def expectation(history: np.ndarray, history_hours: np.ndarray, hour_of_week: in
     return Expectation(expected, scale, len(history))
 
 
+def clump_size(history: np.ndarray, config: ScoringConfig) -> float:
+    """How many events arrive together: the mean count of the nonzero hours over what a Poisson
+    of the same rate gives (lambda / (1 - e^-lambda)), never below 1.
+
+    Independent errors give ~1. Events that come in bursts of normal operations do not: a breaker
+    blip of a few minutes writes 1-4 POSTING_QUEUE_BLOCKED rows in one hour, ~0.6 times a day, so
+    a Poisson test of its events against a near-zero rate calls every longer blip improbable. The
+    mean of the nonzero hours (not the variance) is used: one leftover incident hour barely moves
+    it."""
+    nonzero = history[history > 0]
+    if len(nonzero) < config.clump_min_samples:
+        return 1.0
+    lam = float(history.mean())
+    poisson_nonzero_mean = lam / -math.expm1(-lam)
+    return max(1.0, float(nonzero.mean()) / poisson_nonzero_mean)
+
+
 # Poisson tails with the standard library (no scipy in this project): sums of the pmf in log space.
 
 
@@ -171,6 +206,25 @@ def lower_tail(observed: float, lam: float) -> float:
     if k < 0:
         return 0.0
     return min(1.0, sum(_pmf(j, lam) for j in range(k + 1)))
+
+
+def clumped_upper_tail(observed: float, lam: float, clump: float = 1.0) -> float:
+    """P(X >= observed) when events come in clumps of ``clump``: the Poisson tail of the number
+    of clumps, observed / clump against lam / clump (continuous in the count, through the
+    regularized incomplete gamma function, so a clump size of 1 is exactly ``upper_tail``)."""
+    if clump <= 1.0:
+        return upper_tail(observed, lam)
+    a, x = observed / clump, lam / clump
+    if a <= 0:
+        return 1.0
+    # P(X >= a) = P(a, x), the regularized lower incomplete gamma function (series expansion)
+    term = math.exp(a * math.log(x) - x - math.lgamma(a + 1))
+    total, n = term, 1
+    while term > total * 1e-12 and n < 10_000:
+        term *= x / (a + n)
+        total += term
+        n += 1
+    return min(total, 1.0)
 
 
 def upper_bound(p: float, lam: float) -> float:
@@ -245,6 +299,8 @@ def score_series(name: str, hours: Sequence[datetime] | pd.DatetimeIndex, counts
             continue
         exp = expectation(values[lo:t][clean], hour_of_week[lo:t][clean], int(hour_of_week[t]),
                           config)
+        if kind in config.clumped_kinds:
+            exp = replace(exp, clump=clump_size(values[lo:t][clean], config))
         expected_at[t] = exp.expected
         observed = values[t]
 
@@ -268,9 +324,9 @@ def _score_rise(name: str, bucket: datetime, observed: float, exp: Expectation, 
     expected = exp.expected
     if expected < config.low_count_expected:
         lam = max(expected, config.poisson_floor)
-        score = _score_from_p(upper_tail(observed, lam))
+        score = _score_from_p(clumped_upper_tail(observed, lam, exp.clump))
         statistical = score >= -np.log10(config.poisson_p)
-        upper = upper_bound(config.poisson_p, lam)
+        upper = upper_bound(config.poisson_p, lam / exp.clump) * exp.clump
         lower = 0.0
         statistical_threshold = -np.log10(config.poisson_p)
     else:
@@ -308,12 +364,12 @@ def _score_sustained(name: str, bucket: datetime, t: int, values: np.ndarray,
     lam = max(float(expected_at[window].sum()), config.poisson_floor)
     if not _passes_guards(observed_sum, lam, config):
         return None
-    p = upper_tail(observed_sum, lam)
-    if p >= config.poisson_p:
+    p = clumped_upper_tail(observed_sum, lam, exp.clump)
+    if p >= config.sustained_p:
         return None
     # the range is the per-hour share of the window's upper bound
     return Anomaly(name, bucket, float(values[t]), round(exp.expected, 3), 0.0,
-                   upper_bound(config.poisson_p, lam) / len(window),
+                   upper_bound(config.sustained_p, lam / exp.clump) * exp.clump / len(window),
                    round(_score_from_p(p), 2), [SUSTAINED_RISE], WARNING)
 
 
@@ -327,7 +383,10 @@ def _extend_drop_run(run: list[int], t: int, observed: float, expected: float,
 def _flag_drop_run(name: str, hours: pd.DatetimeIndex, values: np.ndarray,
                    expected_at: np.ndarray, run: list[int], flagged: np.ndarray,
                    found: dict[int, Anomaly], config: ScoringConfig) -> None:
-    """Flag every hour of the run once its total is improbably low for its expected total."""
+    """Flag every hour of the run once it lasts ``drop_min_hours`` and its total is improbably
+    low for its expected total (one empty hour is a lull: a stop persists, a lull does not)."""
+    if len(run) < config.drop_min_hours:
+        return
     observed_sum = float(values[run].sum())
     lam = float(expected_at[run].sum())
     p = lower_tail(observed_sum, lam)

@@ -15,7 +15,16 @@ Evaluated kinds are the behaviour anomalies, each mapped to the series it shows 
     circuit_breaker_stuck  posting_volume (drop), queue_blocked:CIRCUIT_BREAKER,
                            circuit_breaker_events
     cause_effect           errors:<cause without error_> (the cause's spike),
-                           errors:post_failure (its effect, POST_FAILED)
+                           errors:post_failure (its effect, POST_FAILED),
+                           errors:reply_failure (the same effect on the reply queue)
+
+Every credit is a series the simulator really moves for that kind (orchestration/lib/simulator):
+in a cause_effect's effect window ``posting._draw_result`` fails 85% of ALL attempts with
+PLAYWRIGHT_TIMEOUT, content and replies alike, and the reply queue's failures are tracked as
+``error_reply_failure``. Series an incident does not move are not credited: short
+``queue_blocked:CIRCUIT_BREAKER`` hours with no incident are the background breaker blips
+(``background._breaker_blip``, ~0.6/day, 4-18 min, kept clear of incident windows by design),
+i.e. normal operations the scorer must learn, not a stuck breaker.
 
 late_commit and deleted_verification_failed are data-quality incidents (rows committed late,
 rows deleted), not behaviour: they are left out.
@@ -66,8 +75,11 @@ def incident_series(incident: dict[str, Any]) -> list[str]:
     if kind == "circuit_breaker_stuck":
         return [POSTING_VOLUME, "queue_blocked:CIRCUIT_BREAKER", CIRCUIT_BREAKER_EVENTS]
     if kind == "cause_effect":
-        # the cause's spike, and its effect: POST_FAILED, logged by the tracker as post_failure
-        return [f"errors:{details['cause'].removeprefix('error_')}", "errors:post_failure"]
+        # the cause's spike, and its effect: POST_FAILED, logged by the tracker as post_failure.
+        # The effect window fails 85% of every attempt, replies included (posting._draw_result
+        # does not look at the queue kind), and a failed reply is tracked as reply_failure.
+        return [f"errors:{details['cause'].removeprefix('error_')}", "errors:post_failure",
+                "errors:reply_failure"]
     return []
 
 
