@@ -20,7 +20,7 @@ demo: install
 
 # two workers: the shared simulated month on one, the other modules spread (tests/conftest.py)
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope
 
 bench: install
 	$(BIN)/ops-warehouse bench extract --rows 1000000 --json benchmarks/results/extract.json

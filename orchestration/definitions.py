@@ -6,12 +6,17 @@ import dagster as dg
 
 from orchestration.defs.error_analytics.assets import mart_error_templates
 from orchestration.defs.extract.assets import extract_assets, quarantine_spec
+from orchestration.defs.quality.anomalies import anomaly_assets
+from orchestration.defs.quality.contract_checks import contract_asset_checks
+from orchestration.defs.quality.gx_checks import gx_asset_checks
 from orchestration.defs.resources import ops_locations_from_env
 from orchestration.defs.schedules import extract_and_build_job, hourly_extract_and_build
 from orchestration.defs.transform.dbt_assets import dbt_resource, ops_dbt_models, ops_dbt_template_models
 
 defs = dg.Definitions(
-    assets=[*extract_assets, quarantine_spec, ops_dbt_models, mart_error_templates, ops_dbt_template_models],
+    assets=[*extract_assets, quarantine_spec, ops_dbt_models, mart_error_templates, ops_dbt_template_models,
+            *anomaly_assets],
+    asset_checks=[*gx_asset_checks, *contract_asset_checks],
     jobs=[extract_and_build_job],
     schedules=[hourly_extract_and_build],
     resources={"ops_locations": ops_locations_from_env(), "dbt": dbt_resource()},

@@ -6,6 +6,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -47,14 +48,31 @@ def pytest_configure(config) -> None:
         import orchestration.defs.transform.dbt_assets  # noqa: F401  (parses when stale)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items) -> None:
-    """Work units for ``pytest -n 2 --dist loadgroup`` (make test): every test using the shared
-    simulated month runs on one worker (the month is built once), every other module stays whole
-    on one worker (its module fixtures are built once)."""
-    for item in items:
-        group = "simulated_month" if "simulated_warehouses" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """Work units for ``pytest -n 2 --dist loadscope`` (make test): each test module whole on one
+    worker (its module fixtures are built once), and every module using the shared simulated
+    month together on one worker (the month is built once). pytest-xdist's own ``loadgroup``
+    does not group under pytest 9 (it renames node ids, which pytest 9 no longer allows)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedMonthScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "simulated_month" if _uses_simulated_month(module) else module
+
+    return SharedMonthScheduling(config, log)
+
+
+_SHARED_MONTH_TEST = re.compile(r"def \w+\([^)]*\bsimulated_warehouses\b")
+
+
+def _uses_simulated_month(module_path: str, _cache: dict[str, bool] = {}) -> bool:  # noqa: B006 - a cache
+    if module_path not in _cache:
+        path = Path(__file__).parent.parent / module_path
+        _cache[module_path] = path.is_file() and bool(_SHARED_MONTH_TEST.search(path.read_text()))
+    return _cache[module_path]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ EXPECTED_DBT_KEYS = {
     "stg_ops__decisions", "stg_ops__posting_attempts", "stg_ops__metrics_scraper_runs",
     "stg_ops__quarantine", "fct_system_events", "mart_error_frequency",
 }
-EXPECTED_PYTHON_MART_KEYS = {"mart_error_templates"}
+EXPECTED_PYTHON_MART_KEYS = {"mart_error_templates", "mart_anomalies"}
 EXPECTED_TEMPLATE_MART_KEYS = {"int_template_hour_series", "mart_template_rank_7d_30d", "mart_template_correlation"}
 
 
@@ -74,7 +74,7 @@ def test_every_asset_has_a_group_an_owner_and_a_description():
     graph = _graph()
     for key in graph.materializable_asset_keys:
         node = graph.get(key)
-        assert node.group_name in {"extract", "staging", "error_analytics", "jobs_and_posting"}, key
+        assert node.group_name in {"extract", "staging", "error_analytics", "jobs_and_posting", "quality"}, key
         assert node.owners, key
         assert (node.description or "").strip(), key
 
@@ -93,6 +93,24 @@ def test_dbt_tests_appear_as_asset_checks():
     checked_assets = {k.asset_key.to_user_string() for k in check_keys}
     assert "fct_system_events" in checked_assets
     assert "mart_error_frequency" in checked_assets
+
+
+def test_quality_checks_are_asset_checks_of_the_assets_they_judge():
+    """The GX suites (one check per file in expectations/), the payload contract and the anomaly
+    checks are in the code location and run with the main job."""
+    from orchestration.lib.quality.gx_suites import load_suites
+
+    check_keys = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    suites = load_suites()
+    assert len(suites) >= 8
+    assert ("raw/system_events", "gx_raw_system_events") in check_keys
+    assert ("int_hour_spine", "gx_int_hour_spine") in check_keys
+    assert sum(name.startswith("gx_") for _, name in check_keys) == len(suites)
+    assert ("mart_event_contract_violations", "event_payload_contract") in check_keys
+    assert {("mart_anomalies", "no_new_anomalies"), ("mart_anomalies", "no_new_critical_anomalies")} <= check_keys
+    job = defs.resolve_job_def("extract_and_build")
+    assert {"mart_anomalies", "mart_event_contract_violations"} <= {
+        k.to_user_string() for k in job.asset_layer.executable_asset_keys}
 
 
 def test_quarantine_check_warns_only_when_rows_were_quarantined():

@@ -53,11 +53,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"    the job failed; see the errors above and {log_path}")
         return 1
 
-    print("3/3 top error types, last 7 days (marts.mart_error_frequency):")
+    print("3/3 data quality and anomaly checks of the run (asset checks; dbt tests summarised):")
+    print_quality_checks(result)
+    print("    anomalies of the last 7 days (marts.mart_anomalies), newest first (the simulation injects incidents,\n"
+          "    so the anomaly checks fail here by design):")
+    print_recent_anomalies(warehouse)
+    print("    top error types, last 7 days (marts.mart_error_frequency):")
     print_top_errors(warehouse)
     print("    top error templates, last 7 days (marts.mart_template_rank_7d_30d):")
     print_top_templates(warehouse)
-    print(f"\nwarehouse: {warehouse.path}")
+    from orchestration.lib.quality.gx_suites import DATA_DOCS_DIR
+
+    print(f"\nGreat Expectations Data Docs: {DATA_DOCS_DIR / 'index.html'}")
+    print(f"warehouse: {warehouse.path}")
     print("  query it: .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
           f"{warehouse.path}', read_only=True).sql('select * from marts.mart_error_frequency'))\"")
     print(f"Dagster runs are stored in {os.environ['DAGSTER_HOME']}; `make dev` opens the UI.")
@@ -95,3 +103,37 @@ def print_top_templates(warehouse, limit: int = 5) -> None:
     print(f"    {'rank':>4s} {'events':>7s} {'trend':8s} template")
     for rank, n, trend, template in rows:
         print(f"    {rank:>4} {n:>7,} {trend:8s} {template[:90]}")
+
+
+def print_quality_checks(result) -> None:
+    """Every non-dbt asset check of the run (GX suites, payload contract, anomalies, quarantine)
+    with its outcome; the dbt tests (also asset checks) as one count."""
+    evaluations = result.get_asset_check_evaluations()
+    dbt_checks = [e for e in evaluations if e.metadata.get("dagster_dbt/cache_hit") is not None
+                  or "unique_id" in e.metadata]
+    ours = [e for e in evaluations if e not in dbt_checks]
+    width = max([len(e.asset_key.to_user_string()) for e in ours] + [5])
+    print(f"    {'asset':{width}s} {'check':30s} result")
+    for e in sorted(ours, key=lambda e: (e.asset_key.to_user_string(), e.check_name)):
+        outcome = "passed" if e.passed else f"FAILED ({e.severity.value.lower()})"
+        print(f"    {e.asset_key.to_user_string():{width}s} {e.check_name:30s} {outcome}")
+    failed_dbt = sum(not e.passed for e in dbt_checks)
+    print(f"    dbt tests: {len(dbt_checks) - failed_dbt} of {len(dbt_checks)} passed")
+
+
+def print_recent_anomalies(warehouse, limit: int = 8) -> None:
+    from orchestration.lib.db import duckdb_connect
+
+    conn = duckdb_connect(warehouse, read_only=True)
+    try:
+        rows = conn.execute(
+            "select bucket, series, observed, expected, rules, severity from marts.mart_anomalies "
+            "where bucket >= (select max(bucket) from marts.mart_anomalies) - interval 7 day "
+            "order by bucket desc, series limit ?", [limit]).fetchall()
+    finally:
+        conn.close()
+    if not rows:
+        print("    none")
+    print(f"    {'hour (UTC)':16s} {'series':36s} {'observed':>8s} {'expected':>8s} {'severity':9s} rules")
+    for bucket, series, observed, expected, rules, severity in rows:
+        print(f"    {bucket:%Y-%m-%d %H:%M} {series:36s} {observed:>8.0f} {expected or 0:>8.1f} {severity:9s} {rules}")
