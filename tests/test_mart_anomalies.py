@@ -58,7 +58,8 @@ def reference_series(simulated_warehouses):
 @pytest.mark.parametrize("target", ["duckdb", "postgres"])
 def test_dbt_series_equal_series_sql(simulated_warehouses, reference_series, target):
     got = normalised_rows(simulated_warehouses.query(
-        target, "select series, series_kind, hour_start, n_events from intermediate.int_anomaly_series_hourly"))
+        target, "select series, series_kind, hour_start, n_events from intermediate.int_anomaly_series_hourly "
+                "where series not like 'error_category:%'"))
     assert reference_series, "the simulated month has no series rows"
     kinds = Counter(row[1] for row in reference_series)
     assert {"errors", "job_failures", "null_tweet_id", "events", "volume"} <= set(kinds)
@@ -66,6 +67,26 @@ def test_dbt_series_equal_series_sql(simulated_warehouses, reference_series, tar
     got_by_series = Counter(r[0] for r in got)
     assert got_by_series == ref_by_series  # series for series: the same hours with events
     assert got == reference_series
+
+
+@pytest.mark.parametrize("target", ["duckdb", "postgres"])
+def test_error_category_series_count_every_error_once(simulated_warehouses, target):
+    """The category series split the classified error events of the window: per hour they add up
+    to the error events, and there is more than one category."""
+    sw = simulated_warehouses
+    by_hour = dict(normalised_rows(sw.query(target, """
+        select hour_start, sum(n_events) from intermediate.int_anomaly_series_hourly
+        where series like 'error_category:%' group by hour_start""")))
+    window = sw.query(target, "select min(window_start), max(window_end) from intermediate.int_anomaly_series_hourly")[0]
+    errors = dict(normalised_rows(sw.query(target, f"""
+        select created_hour, count(*) from intermediate.int_events_classified
+        where is_error and created_at >= '{window[0].isoformat()}' and created_at < '{window[1].isoformat()}'
+        group by created_hour""")))
+    assert len(errors) > 24 * 20
+    assert by_hour == errors
+    n_categories = sw.query(target, "select count(distinct series) from intermediate.int_anomaly_series_hourly "
+                                    "where series like 'error_category:%'")[0][0]
+    assert n_categories > 3
 
 
 def test_dbt_series_window(simulated_warehouses):

@@ -12,6 +12,8 @@
         queue_blocked:<reason>  events          POSTING_QUEUE_BLOCKED, payload reason in the
                                                 stop reasons (var anomaly_stop_reasons)
         posting_volume          volume          POST_SUCCESS + REPLY_SUCCESS
+        error_category:<c>      errors          error events (int_events_classified.is_error) per
+                                                error category; only here, not in SERIES_SQL
 
     Sparse: one row per (series, hour) with at least one event; the Python side densifies (an
     hour without a row is a zero). Deleted events are left out (the source no longer has them).
@@ -118,6 +120,31 @@ counted as (
 
 ),
 
+{#- errors per category (the seed error_category_map's classification): one more view of the
+    same errors, for the operator; the benchmark's SERIES_SQL has no category series -#}
+categories as (
+
+    select
+        'error_category:' || classified_events.error_category as series,
+        'errors' as series_kind,
+        classified_events.created_hour as hour_start,
+        count(*) as n_events
+    from {{ ref('int_events_classified') }} as classified_events
+    where classified_events.is_error
+      and classified_events.created_at >= (select window_start from params)
+      and classified_events.created_at < (select window_end from params)
+    group by classified_events.error_category, classified_events.created_hour
+
+),
+
+all_series as (
+
+    select * from counted
+    union all
+    select * from categories
+
+),
+
 final as (
 
     select
@@ -127,7 +154,7 @@ final as (
         counted.n_events,
         params.window_start,
         params.window_end
-    from counted
+    from all_series as counted
     cross join params
 
 )
