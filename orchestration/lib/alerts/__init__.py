@@ -1,0 +1,1 @@
+"""Alerts: rules, the alert ledger (firing -> resolved), and durable delivery to channels."""
