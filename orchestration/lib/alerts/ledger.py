@@ -1,0 +1,738 @@
+"""The alert ledger: rule conditions in, ledger transitions and notifications out.
+
+Two steps, both plain functions over a warehouse :class:`~orchestration.lib.settings.Location`
+(DuckDB file or PostgreSQL):
+
+1. :func:`observe` runs every rule against the warehouse (built-in rules read the marts, custom
+   rules run their SQL / metric) and returns :class:`Condition` values — one per rule and subject,
+   ``active`` when the rule's condition holds.
+2. :func:`evaluate` folds the conditions into ``alerts.ledger`` in one transaction and returns the
+   :class:`~orchestration.lib.alerts.notification.Notification` values to deliver.
+
+Lifecycle (``alerts.ledger``, one row per alert episode; ``dedup_key = rule|subject``)::
+
+    (no alert) --active--> firing --still active, repeat_interval since last notice--> firing (repeat)
+                           firing --not active any more--> resolved (resolved notice)
+
+Every state change is a row of ``alerts.transitions`` (``fired``, ``repeat``, ``resolved``) whose
+``transition_id`` is a hash of ``(dedup_key, kind, timestamp of the change)``: the same change
+always has the same id and is inserted once.
+
+Suppression: an alert is recorded but not notified while it is *inhibited* (a firing alert of a
+rule whose ``inhibits`` names its rule — for any subject or the same subject) or *silenced* (an
+active silence whose matcher matches its rule / subject / labels). A suppressed alert that is
+still firing when the suppression ends is notified then (a ``repeat`` transition). A resolved
+notice is sent only for alerts that were notified while firing and are not suppressed now.
+
+Idempotency (a retried tick sends nothing twice): evaluating again at the same ``now`` with the
+same conditions writes nothing new. It *returns the same notifications again* — those of the
+transitions recorded at ``now`` — with the same ``transition_id`` values, so a tick that crashed
+between the ledger commit and delivery loses nothing on retry; delivery sends a transition id at
+most once per channel (see ``notification.py``). Grouping: all notifications of one rule in one
+evaluation share a ``group_key`` (``rule|<group_by label values>|now``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from yaml.nodes import MappingNode, SequenceNode
+
+from orchestration.lib.alerts.notification import FIRING, RESOLVED, Notification
+from orchestration.lib.alerts.rules import RulesFileError, RuleSpec, _compose, _mapping, _scalar, _value
+from orchestration.lib.db import connect, duckdb_connect, postgres_connect
+from orchestration.lib.settings import Location
+
+SCHEMA = "alerts"
+LEDGER = f"{SCHEMA}.ledger"
+TRANSITIONS = f"{SCHEMA}.transitions"
+SILENCES = f"{SCHEMA}.silences"
+
+DDL = [
+    f"create schema if not exists {SCHEMA}",
+    f"""create table if not exists {LEDGER} (
+        alert_id text not null,
+        rule text not null,
+        subject text not null,
+        dedup_key text not null,
+        status text not null,
+        severity text not null,
+        first_fired_at timestamptz not null,
+        last_evaluated_at timestamptz not null,
+        last_notified_at timestamptz,
+        resolved_at timestamptz,
+        value double precision,
+        details text,
+        suppressed_by text)""",
+    f"""create table if not exists {TRANSITIONS} (
+        transition_id text not null unique,
+        alert_id text not null,
+        kind text not null,
+        transition_at timestamptz not null,
+        notified boolean not null,
+        suppressed_by text,
+        notification text)""",
+    f"""create table if not exists {SILENCES} (
+        silence_id text not null unique,
+        matcher text not null,
+        starts_at timestamptz not null,
+        ends_at timestamptz not null,
+        created_by text,
+        comment text,
+        created_at timestamptz not null)""",
+]
+
+FIRED, REPEAT, RESOLVE = "fired", "repeat", "resolved"
+_LEDGER_COLS = ("alert_id", "rule", "subject", "dedup_key", "status", "severity", "first_fired_at",
+                "last_evaluated_at", "last_notified_at", "resolved_at", "value", "details", "suppressed_by")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One rule's verdict for one subject at one evaluation."""
+
+    rule: str
+    subject: str
+    value: float | None
+    active: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dedup_key(self) -> str:
+        return dedup_key(self.rule, self.subject)
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Suppresses notifications of alerts its matcher matches, from ``starts_at`` until ``ends_at``.
+
+    ``matcher`` maps ``rule``, ``subject`` or a label name to a value or a glob (``stale_*``);
+    every entry must match."""
+
+    matcher: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str | None = None
+    comment: str | None = None
+    silence_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.silence_id:
+            object.__setattr__(self, "silence_id", "sil_" + _hash(json.dumps(self.matcher, sort_keys=True),
+                                                                   _iso(self.starts_at), _iso(self.ends_at),
+                                                                   self.created_by or ""))
+
+    def active_at(self, at: datetime) -> bool:
+        return _utc(self.starts_at) <= at < _utc(self.ends_at)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(key in labels and fnmatch.fnmatchcase(str(labels[key]), str(pattern))
+                   for key, pattern in self.matcher.items())
+
+
+@dataclass
+class Observation:
+    """What :func:`observe` saw: the conditions, the rules it could evaluate, and per-rule errors
+    (a rule that failed is left out of ``evaluated`` so that its firing alerts are not resolved)."""
+
+    conditions: list[Condition]
+    evaluated: list[RuleSpec]
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def dedup_key(rule: str, subject: str) -> str:
+    return f"{rule}|{subject}"
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _iso(value: datetime | None) -> str:
+    return _utc(value).isoformat() if value is not None else ""
+
+
+def transition_id(key: str, kind: str, at: datetime) -> str:
+    """Deterministic: the same state change always gets the same id."""
+    return "tr_" + _hash(key, kind, _iso(at))
+
+
+def alert_id(key: str, first_fired_at: datetime) -> str:
+    return "al_" + _hash(key, _iso(first_fired_at))
+
+
+# ---------------------------------------------------------------------------------------------
+# connections
+
+
+class _Conn:
+    """``?`` placeholders on both engines."""
+
+    def __init__(self, conn, location: Location) -> None:
+        self.conn = conn
+        self.pg = location.is_postgres
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        params = list(params)
+        if self.pg:
+            sql = sql.replace("?", "%s")
+        cur = self.conn.execute(sql, params) if params else self.conn.execute(sql)
+        try:
+            return cur.fetchall()
+        except Exception:  # statements without a result set
+            return []
+
+
+def ensure_schema(location: Location) -> None:
+    with connect(location) as conn:
+        for stmt in DDL:
+            conn.execute(stmt)
+
+
+# ---------------------------------------------------------------------------------------------
+# observing: built-in rules read the marts
+
+
+@dataclass(frozen=True)
+class _Obs:
+    subject: str
+    value: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+    eligible: bool = True  # False: reported but never active (e.g. below a minimum volume)
+
+
+def _in_list(values: Iterable[str]) -> tuple[str, list[str]]:
+    values = list(values)
+    return ", ".join("?" for _ in values) or "null", values
+
+
+def _shutdown(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    rows = c.execute(
+        """select episode_id, shutdown_start_at, duration_minutes from marts.mart_shutdown_episodes
+           where shutdown_start_at <= ? and (is_ongoing or shutdown_end_at > ?)
+           order by shutdown_start_at desc""", [now, now])
+    if not rows:
+        return [_Obs("system", 0)]
+    episode, started, minutes = rows[0]
+    return [_Obs("system", 1, {"episode_id": episode, "shutdown_start_at": _iso(_utc(started)),
+                               "duration_minutes": minutes})]
+
+
+def _critical(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    rows = c.execute(
+        """select count(*), count(distinct event_type) from marts.fct_system_events
+           where severity = 'critical' and not coalesce(is_deleted, false)
+             and created_at > ? and created_at <= ?""", [start, now])
+    n, types = rows[0]
+    return [_Obs("system", n, {"n_event_types": types})]
+
+
+def _consecutive_failures(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    rows = c.execute(
+        """select job_name, outcome, run_at from intermediate.int_job_runs
+           where run_at > ? and run_at <= ? order by job_name, run_at desc""", [start, now])
+    streaks: dict[str, list] = {}
+    for job, outcome, run_at in rows:
+        s = streaks.setdefault(job, [0, False, None])  # streak, broken, last failure
+        if s[1]:
+            continue
+        if outcome == "success":
+            s[1] = True
+        elif outcome == "failure":
+            s[0] += 1
+            s[2] = s[2] or run_at
+    return [_Obs(job, n, {"last_failure_at": _iso(_utc(last)) if last else None})
+            for job, (n, _b, last) in sorted(streaks.items())]
+
+
+def _error_rate(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    dimension = str(rule.params.get("dimension", "total"))
+    min_errors = float(rule.params.get("min_errors", 0))
+    rows = c.execute(
+        """select dimension_value, hour_start, n_errors, baseline_24h from marts.mart_error_trends_hourly
+           where dimension = ? and hour_end > ? and hour_end <= ? order by dimension_value, hour_start desc""",
+        [dimension, start, now])
+    out, seen = [], set()
+    for subject, hour, n, baseline in rows:
+        if subject in seen:
+            continue
+        seen.add(subject)
+        n = float(n or 0)
+        pct = None if not baseline else (n - float(baseline)) / float(baseline) * 100.0
+        out.append(_Obs(str(subject), pct, {"hour_start": _iso(_utc(hour)), "n_errors": n,
+                                            "baseline_24h": None if baseline is None else float(baseline)},
+                        eligible=pct is not None and n >= min_errors))
+    return out
+
+
+def _errors_per_hour(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    rows = c.execute(
+        """select count(*) from marts.fct_system_events
+           where is_error and not coalesce(is_deleted, false) and created_at > ? and created_at <= ?""",
+        [start, now])
+    return [_Obs("all", rows[0][0])]
+
+
+def _null_tweet_ids(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    rows = c.execute(
+        """select hour_start, n_null_tweet_id from marts.mart_posting_health_hourly
+           where hour_end > ? and hour_end <= ? order by n_null_tweet_id desc, hour_start desc""",
+        [start, now])
+    if not rows:
+        return [_Obs("posting", 0)]
+    hour, n = rows[0]
+    return [_Obs("posting", n or 0, {"hour_start": _iso(_utc(hour))})]
+
+
+def _circuit_breaker(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    opens = [str(t) for t in rule.params.get("open_event_types", [])]
+    closes = [str(t) for t in rule.params.get("close_event_types", [])]
+    marks, values = _in_list([*opens, *closes])
+    rows = c.execute(
+        f"""select coalesce(component, 'circuit_breaker'), event_type, created_at from marts.fct_system_events
+            where event_type in ({marks}) and not coalesce(is_deleted, false)
+              and created_at > ? and created_at <= ? order by created_at, event_id""",
+        [*values, start, now])
+    last: dict[str, tuple[str, Any]] = {}
+    for subject, event_type, at in rows:
+        last[str(subject)] = (event_type, at)
+    return [_Obs(subject, 1 if event_type in opens else 0,
+                 {"last_event_type": event_type, "last_event_at": _iso(_utc(at))})
+            for subject, (event_type, at) in sorted(last.items())]
+
+
+def _new_template(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    rows = c.execute(
+        """select template_id, template, n_events, first_seen_at from marts.mart_error_templates
+           where is_new and (first_seen_at is null or (first_seen_at > ? and first_seen_at <= ?))
+           order by template_id""", [start, now])
+    return [_Obs(str(tid), 1, {"template": template, "n_events": n, "first_seen_at": _iso(_utc(first))})
+            for tid, template, n, first in rows]
+
+
+def _anomaly(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    marks, sevs = _in_list(str(s) for s in rule.params.get("severities", ["warning", "critical"]))
+    rows = c.execute(
+        f"""select series, bucket, observed, expected, severity, rules from marts.mart_anomalies
+            where bucket > ? and bucket <= ? and severity in ({marks}) order by series, bucket desc""",
+        [start, now, *sevs])
+    out: dict[str, _Obs] = {}
+    for series, bucket, observed, expected, severity, rules in rows:
+        if series in out:
+            prev = out[series]
+            out[series] = _Obs(series, (prev.value or 0) + 1, prev.details)
+            continue
+        out[series] = _Obs(str(series), 1, {"bucket": _iso(_utc(bucket)), "observed": observed,
+                                            "expected": expected, "anomaly_severity": severity,
+                                            "rules": rules})
+    return list(out.values())
+
+
+def _stale_job(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    rows = c.execute(
+        """select job_name, period_start, is_stale, minutes_since_last_success, stale_after_minutes
+           from marts.mart_job_performance
+           where period = 'day' and period_start <= ? and period_start > ?
+           order by job_name, period_start desc""", [now, start - timedelta(days=1)])
+    out, seen = [], set()
+    for job, period_start, stale, minutes, stale_after in rows:
+        if job in seen:
+            continue
+        seen.add(job)
+        value = (float(minutes) if minutes is not None else rule.window.total_seconds() / 60) if stale else 0
+        out.append(_Obs(str(job), value, {"minutes_since_last_success": minutes,
+                                          "stale_after_minutes": stale_after,
+                                          "period_start": _iso(_utc(period_start))}))
+    return out
+
+
+def _stale_source(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    rows = c.execute("select source_table, last_run_at from raw._extract_state order by source_table")
+    out = []
+    for table, last_run in rows:
+        minutes = None if last_run is None else (now - _utc(last_run)).total_seconds() / 60
+        out.append(_Obs(str(table), minutes, {"last_run_at": _iso(_utc(last_run)) if last_run else None}))
+    return out
+
+
+BUILTIN_EVALUATORS: dict[str, tuple[tuple[str, ...], Callable[..., list[_Obs]]]] = {
+    # rule name -> (relations it reads, evaluator)
+    "system_shutdown": (("marts.mart_shutdown_episodes",), _shutdown),
+    "critical_errors": (("marts.fct_system_events",), _critical),
+    "consecutive_job_failures": (("intermediate.int_job_runs",), _consecutive_failures),
+    "error_rate_increase": (("marts.mart_error_trends_hourly",), _error_rate),
+    "errors_per_hour": (("marts.fct_system_events",), _errors_per_hour),
+    "null_tweet_ids": (("marts.mart_posting_health_hourly",), _null_tweet_ids),
+    "circuit_breaker": (("marts.fct_system_events",), _circuit_breaker),
+    "new_error_template": (("marts.mart_error_templates",), _new_template),
+    "anomaly": (("marts.mart_anomalies",), _anomaly),
+    "stale_job": (("marts.mart_job_performance",), _stale_job),
+    "stale_source": (("raw._extract_state",), _stale_source),
+}
+
+
+def _ts_literal(at: datetime) -> str:
+    return f"cast('{_utc(at).strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00' as timestamptz)"
+
+
+def render_sql(rule: RuleSpec, now: datetime) -> str:
+    """The query of a custom rule, with ``:window_start`` and ``:now`` as timestamp literals."""
+    start = now - rule.window
+    if rule.kind == "metric":
+        m = rule.metric or {}
+        extra = f" and ({m['filter']})" if m.get("filter") else ""
+        sql = (f"select cast({m['subject']} as text) as subject, {m['value']} as value from {m['relation']} "
+               f"where {m['time_column']} > :window_start and {m['time_column']} <= :now{extra} group by 1")
+    else:
+        sql = rule.sql or ""
+    return sql.replace(":window_start", _ts_literal(start)).replace(":now", _ts_literal(now))
+
+
+def _custom(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    out = []
+    for row in c.execute(render_sql(rule, now)):
+        if len(row) < 2:
+            raise ValueError(f"rule {rule.name}: the query must return (subject, value) columns")
+        subject, value = row[0], row[1]
+        out.append(_Obs(str(subject), None if value is None else float(value)))
+    return out
+
+
+def _relation_exists(c: _Conn, relation: str) -> bool:
+    schema, _, name = relation.partition(".")
+    return bool(c.execute("select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+                          [schema, name]))
+
+
+def observe(location: Location, rules: list[RuleSpec], now: datetime) -> Observation:
+    """Every rule's conditions at ``now``. A built-in rule whose mart is missing, or a rule whose
+    query fails, is reported in ``errors`` and left out of ``evaluated``."""
+    now = _utc(now)
+    raw = postgres_connect(location, autocommit=True) if location.is_postgres else duckdb_connect(location)
+    c = _Conn(raw, location)
+    conditions: list[Condition] = []
+    evaluated: list[RuleSpec] = []
+    errors: dict[str, str] = {}
+    try:
+        for rule in rules:
+            start = now - rule.window
+            try:
+                if rule.kind == "builtin":
+                    if rule.name not in BUILTIN_EVALUATORS:
+                        raise ValueError(f"no evaluator for built-in rule {rule.name}")
+                    relations, fn = BUILTIN_EVALUATORS[rule.name]
+                    missing = [r for r in relations if not _relation_exists(c, r)]
+                    if missing:
+                        raise LookupError(f"missing relation(s): {', '.join(missing)}")
+                    observations = fn(c, rule, now, start)
+                else:
+                    observations = _custom(c, rule, now, start)
+            except Exception as exc:  # noqa: BLE001 - one broken rule must not stop the others
+                errors[rule.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            evaluated.append(rule)
+            for o in observations:
+                value = None if o.value is None else float(o.value)
+                conditions.append(Condition(rule.name, o.subject, value,
+                                            o.eligible and rule.condition.holds(value), o.details))
+    finally:
+        raw.close()
+    return Observation(conditions, evaluated, errors)
+
+
+# ---------------------------------------------------------------------------------------------
+# the ledger
+
+
+@dataclass
+class _Alert:
+    alert_id: str
+    rule: str
+    subject: str
+    dedup_key: str
+    status: str
+    severity: str
+    first_fired_at: datetime
+    last_evaluated_at: datetime
+    last_notified_at: datetime | None
+    resolved_at: datetime | None
+    value: float | None
+    details: str | None
+    suppressed_by: str | None
+    is_new: bool = False
+    changed: bool = False
+
+
+def _labels(rule: RuleSpec, subject: str) -> dict[str, str]:
+    labels = {**rule.labels, "rule": rule.name, "subject": subject, "severity": rule.severity}
+    if rule.routing:
+        labels["channels"] = ",".join(rule.routing)
+    return labels
+
+
+def _group_key(rule: RuleSpec, labels: dict[str, str], now: datetime) -> str:
+    parts = [rule.name, *(f"{k}={labels.get(k, '')}" for k in rule.group_by), _iso(now)]
+    return "|".join(parts)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:g}" if math.isfinite(value) else str(value)
+
+
+def _notification(tid: str, kind: str, rule: RuleSpec, alert: _Alert, now: datetime) -> Notification:
+    labels = _labels(rule, alert.subject)
+    details = json.loads(alert.details) if alert.details else {}
+    numbers: dict[str, Any] = {"value": alert.value, "threshold": rule.condition.threshold}
+    numbers.update({k: v for k, v in details.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    if kind == RESOLVE:
+        minutes = (now - alert.first_fired_at).total_seconds() / 60
+        status, title = RESOLVED, f"[RESOLVED] {rule.name}: {alert.subject}"
+        summary = f"{rule.name} for {alert.subject} resolved after {minutes:.0f} min."
+    else:
+        status = FIRING
+        title = f"[FIRING] {rule.name}: {alert.subject}"
+        summary = (f"{rule.description} Value {_fmt(alert.value)} {rule.condition.op} "
+                   f"{_fmt(rule.condition.threshold)}" + (" (still firing)." if kind == REPEAT else "."))
+    return Notification(transition_id=tid, rule=rule.name, subject=alert.subject, severity=rule.severity,
+                        status=status, title=title, summary=summary.strip(), since=alert.first_fired_at,
+                        at=now, numbers=numbers, labels=labels, group_key=_group_key(rule, labels, now))
+
+
+def _to_json(n: Notification) -> str:
+    d = asdict(n)
+    d["since"], d["at"] = _iso(n.since), _iso(n.at)
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def _from_json(text: str) -> Notification:
+    d = json.loads(text)
+    d["since"], d["at"] = _utc(d["since"]), _utc(d["at"])
+    return Notification(**d)
+
+
+def _table_silences(c: _Conn, now: datetime) -> list[Silence]:
+    rows = c.execute(f"""select silence_id, matcher, starts_at, ends_at, created_by, comment from {SILENCES}
+                         where starts_at <= ? and ends_at > ?""", [now, now])
+    return [Silence(json.loads(m), _utc(s), _utc(e), by, comment, sid) for sid, m, s, e, by, comment in rows]
+
+
+def evaluate(location: Location, conditions: Iterable[Condition], now: datetime, rules: Iterable[RuleSpec],
+             silences: Iterable[Silence] | None = None) -> list[Notification]:
+    """Fold ``conditions`` into the ledger at ``now`` (one transaction); the notifications to send.
+
+    Only alerts of ``rules`` are touched: a firing alert of one of them with no active condition
+    resolves. ``silences`` add to the active silences of ``alerts.silences``. Idempotent: see the
+    module docstring (a second call at the same ``now`` returns the same transition ids).
+    """
+    now = _utc(now)
+    by_name = {r.name: r for r in rules}
+    active: dict[str, Condition] = {}
+    for cond in conditions:
+        if cond.active and cond.rule in by_name:
+            active[cond.dedup_key] = cond
+    with connect(location) as raw:
+        c = _Conn(raw, location)
+        for stmt in DDL:
+            c.execute(stmt)
+        if location.is_postgres:
+            c.execute(f"lock table {LEDGER} in share row exclusive mode")
+        firing: dict[str, _Alert] = {}
+        for row in c.execute(f"select {', '.join(_LEDGER_COLS)} from {LEDGER} where status = ?", [FIRING]):
+            a = _Alert(*row)
+            a.first_fired_at, a.last_evaluated_at = _utc(a.first_fired_at), _utc(a.last_evaluated_at)
+            a.last_notified_at = _utc(a.last_notified_at)
+            firing[a.dedup_key] = a
+        all_silences = [*_table_silences(c, now), *(s for s in (silences or []) if s.active_at(now))]
+
+        # 1. the new state of every alert of the evaluated rules
+        changes: list[tuple[_Alert, str | None]] = []  # (alert, candidate transition kind)
+        for key, cond in sorted(active.items()):
+            rule = by_name[cond.rule]
+            details = json.dumps(cond.details, sort_keys=True, default=str) if cond.details else None
+            a = firing.get(key)
+            if a is None:
+                a = _Alert(alert_id(key, now), cond.rule, cond.subject, key, FIRING, rule.severity, now, now,
+                           None, None, cond.value, details, None, is_new=True)
+                changes.append((a, FIRED))
+            elif now < a.last_evaluated_at:
+                continue  # an older tick arriving late changes nothing
+            else:
+                a.value, a.details, a.severity, a.last_evaluated_at = cond.value, details, rule.severity, now
+                a.changed = True
+                changes.append((a, REPEAT))
+        for key, a in sorted(firing.items()):
+            if key in active or a.rule not in by_name or now < a.last_evaluated_at:
+                continue
+            a.status, a.resolved_at, a.last_evaluated_at, a.changed = RESOLVED, now, now, True
+            changes.append((a, RESOLVE))
+
+        # 2. inhibition: alerts firing after this evaluation inhibit the rules they list
+        still_firing = [a for a in firing.values() if a.status == FIRING] + [a for a, k in changes if k == FIRED]
+        inhibitors: list[tuple[_Alert, str, str]] = []
+        for a in still_firing:
+            spec = by_name.get(a.rule)
+            for inh in spec.inhibits if spec else ():
+                inhibitors.append((a, inh.rule, inh.match))
+
+        def suppressed_by(a: _Alert) -> str | None:
+            for src, target, match in inhibitors:
+                if src is not a and target == a.rule and (match == "any_subject" or src.subject == a.subject):
+                    return f"inhibited:{src.dedup_key}"
+            labels = _labels(by_name[a.rule], a.subject)
+            for s in all_silences:
+                if s.matches(labels):
+                    return f"silenced:{s.silence_id}"
+            return None
+
+        # 3. transitions and ledger writes
+        for a, kind in changes:
+            rule = by_name[a.rule]
+            a.suppressed_by = suppressed_by(a)
+            if kind == REPEAT:
+                due = a.last_notified_at is None or now - a.last_notified_at >= rule.repeat_interval
+                kind = REPEAT if (due and a.suppressed_by is None) else None
+            notify = a.suppressed_by is None and (kind != RESOLVE or a.last_notified_at is not None)
+            if kind is not None:
+                at = a.first_fired_at if kind == FIRED else now
+                tid = transition_id(a.dedup_key, kind, at)
+                note = _notification(tid, kind, rule, a, now)
+                c.execute(f"""insert into {TRANSITIONS}
+                              select ?, ?, ?, ?, ?, ?, ?
+                              where not exists (select 1 from {TRANSITIONS} where transition_id = ?)""",
+                          [tid, a.alert_id, kind, at, notify, a.suppressed_by, _to_json(note), tid])
+                if notify:
+                    a.last_notified_at = now
+            if a.is_new:
+                c.execute(f"insert into {LEDGER} ({', '.join(_LEDGER_COLS)}) values ({', '.join('?' * len(_LEDGER_COLS))})",
+                          [getattr(a, col) for col in _LEDGER_COLS])
+            else:
+                c.execute(f"""update {LEDGER} set status = ?, severity = ?, last_evaluated_at = ?, last_notified_at = ?,
+                              resolved_at = ?, value = ?, details = ?, suppressed_by = ? where alert_id = ?""",
+                          [a.status, a.severity, a.last_evaluated_at, a.last_notified_at, a.resolved_at, a.value,
+                           a.details, a.suppressed_by, a.alert_id])
+
+        # 4. what to send: every notified transition of this instant (a retry returns the same ids)
+        rows = c.execute(f"select notification from {TRANSITIONS} where transition_at = ? and notified "
+                         f"and notification is not null order by transition_id", [now])
+    notes = [_from_json(text) for (text,) in rows]
+    return sorted(notes, key=lambda n: (n.group_key or "", n.subject, n.status, n.transition_id))
+
+
+def run_alerts(location: Location, rules: list[RuleSpec], now: datetime,
+               silences: Iterable[Silence] | None = None) -> tuple[list[Notification], Observation]:
+    """:func:`observe` then :func:`evaluate` over the rules that could be evaluated."""
+    obs = observe(location, rules, now)
+    return evaluate(location, obs.conditions, now, obs.evaluated, silences), obs
+
+
+# ---------------------------------------------------------------------------------------------
+# silences
+
+
+_SILENCE_KEYS = ("matcher", "starts_at", "ends_at", "created_by", "comment")
+
+
+def _when(ctx, node, what: str) -> datetime:
+    value = _scalar(ctx, node, what)
+    if isinstance(value, datetime):
+        return _utc(value)
+    try:
+        return _utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        raise ctx.error(node, f"{what}: not a timestamp: {value!r} (use ISO 8601, e.g. 2026-09-01T12:00:00Z)") from None
+
+
+def load_silences(path: str | Path) -> list[Silence]:
+    """Silences from a YAML file: a list (or ``silences:`` holding one) of
+    ``{matcher: {rule|subject|<label>: value-or-glob}, starts_at, ends_at, created_by, comment}``.
+    Validated like the rules file (errors name the file and line)."""
+    path = Path(path)
+    ctx, root = _compose(path)
+    if root is None:
+        return []
+    if isinstance(root, MappingNode):
+        top = _mapping(ctx, root, "the silences file")
+        for k, _v in top:
+            if k.value != "silences":
+                raise ctx.error(k, f"unknown key '{k.value}' (expected silences)")
+        root = top[0][1] if top else None
+        if root is None:
+            return []
+    if not isinstance(root, SequenceNode):
+        raise ctx.error(root, "silences must be a list")
+    out = []
+    for item in root.value:
+        fields = dict((k.value, (k, v)) for k, v in _mapping(ctx, item, "silence"))
+        for key, (k, _v) in fields.items():
+            if key not in _SILENCE_KEYS:
+                raise ctx.error(k, f"silence: unknown key '{key}' (allowed: {', '.join(_SILENCE_KEYS)})")
+        for key in ("matcher", "ends_at"):
+            if key not in fields:
+                raise ctx.error(item, f"silence: missing field '{key}'")
+        mnode = fields["matcher"][1]
+        matcher = {k.value: str(_scalar(ctx, v, f"matcher.{k.value}")) for k, v in _mapping(ctx, mnode, "matcher")}
+        if not matcher:
+            raise ctx.error(mnode, "silence: an empty matcher would silence everything")
+        ends = _when(ctx, fields["ends_at"][1], "ends_at")
+        starts = _when(ctx, fields["starts_at"][1], "starts_at") if "starts_at" in fields else \
+            datetime(1970, 1, 1, tzinfo=timezone.utc)
+        if ends <= starts:
+            raise ctx.error(fields["ends_at"][1], "silence: ends_at must be after starts_at")
+        by = _value(fields["created_by"][1]) if "created_by" in fields else None
+        comment = _value(fields["comment"][1]) if "comment" in fields else None
+        out.append(Silence(matcher, starts, ends, None if by is None else str(by),
+                           None if comment is None else str(comment)))
+    return out
+
+
+def add_silence(location: Location, matcher: dict[str, str], starts_at: datetime, ends_at: datetime,
+                created_by: str | None = None, comment: str | None = None,
+                created_at: datetime | None = None) -> Silence:
+    """Record a silence in ``alerts.silences`` (the same silence twice is stored once)."""
+    if not matcher:
+        raise ValueError("an empty matcher would silence everything")
+    if _utc(ends_at) <= _utc(starts_at):
+        raise ValueError("ends_at must be after starts_at")
+    s = Silence(dict(matcher), _utc(starts_at), _utc(ends_at), created_by, comment)
+    with connect(location) as raw:
+        c = _Conn(raw, location)
+        for stmt in DDL:
+            c.execute(stmt)
+        c.execute(f"""insert into {SILENCES} select ?, ?, ?, ?, ?, ?, ?
+                      where not exists (select 1 from {SILENCES} where silence_id = ?)""",
+                  [s.silence_id, json.dumps(s.matcher, sort_keys=True), s.starts_at, s.ends_at, created_by, comment,
+                   _utc(created_at) or datetime.now(timezone.utc), s.silence_id])
+    return s
+
+
+def sync_silences(location: Location, silences: Iterable[Silence]) -> int:
+    """Store file silences in ``alerts.silences`` (idempotent); how many were given."""
+    n = 0
+    for s in silences:
+        add_silence(location, s.matcher, s.starts_at, s.ends_at, s.created_by, s.comment)
+        n += 1
+    return n
+
+
+__all__ = ["Condition", "Observation", "Silence", "add_silence", "dedup_key", "ensure_schema", "evaluate",
+           "load_silences", "observe", "render_sql", "run_alerts", "sync_silences", "transition_id",
+           "RulesFileError"]

@@ -1,0 +1,420 @@
+"""Alert rules: the built-in rules of the checklist and custom rules from a YAML file.
+
+A rule is a :class:`RuleSpec`. Built-in rules (``kind="builtin"``) are evaluated by code in
+:mod:`orchestration.lib.alerts.ledger` that reads the marts and yields one value per subject; the
+rule's ``condition`` (an operator and a threshold) decides whether the subject is firing. Their
+thresholds, windows, severities, labels, routing, repeat intervals and inhibitions can be
+overridden in the rules file under ``builtin_overrides:``.
+
+Custom rules (``rules:`` in the file) are either
+
+- ``kind: sql`` — a query returning rows ``(subject, value)``; ``:window_start`` and ``:now`` in
+  the text are replaced by timestamp literals before it runs; or
+- ``kind: metric`` — a mart column aggregated per subject over the window:
+  ``metric: {relation: marts.x, value: "sum(n_errors)", subject: job_name, time_column: hour_start}``
+  (optional ``filter``: an SQL predicate on the relation).
+
+:func:`load_rules` validates the file when it is loaded and raises :class:`RulesFileError`, whose
+message names the file, the line and the problem. See ``alerts/README.md`` for the format.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+SEVERITIES = ("info", "warning", "critical")
+KINDS = ("builtin", "sql", "metric")
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+    "==": operator.eq, "!=": operator.ne,
+}
+INHIBIT_MATCHES = ("any_subject", "same_subject")
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class RulesFileError(ValueError):
+    """A rules or silences file that does not validate; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The condition of a rule: ``value <op> threshold``."""
+
+    op: str
+    threshold: float
+
+    def holds(self, value: float | None) -> bool:
+        return value is not None and OPERATORS[self.op](float(value), float(self.threshold))
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class Inhibit:
+    """``rule``'s alerts are silenced while the inhibiting rule fires (for any subject, or only
+    for the inhibiting alert's own subject)."""
+
+    rule: str
+    match: str = "any_subject"
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    name: str
+    kind: str  # builtin | sql | metric
+    condition: Threshold
+    window: timedelta
+    severity: str = "warning"
+    description: str = ""
+    metric: dict[str, str] | None = None  # kind metric: relation, value, subject, time_column[, filter]
+    sql: str | None = None  # kind sql
+    labels: dict[str, str] = field(default_factory=dict)
+    routing: tuple[str, ...] = ()  # channel names; empty = delivery's default channels
+    repeat_interval: timedelta = timedelta(hours=4)
+    group_by: tuple[str, ...] = ()  # label names (or "subject") splitting a rule's group
+    inhibits: tuple[Inhibit, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)  # built-in specific knobs
+    line: int | None = None  # where the rule was defined (custom rules)
+
+
+def _b(name: str, op: str, threshold: float, window: timedelta, severity: str, description: str,
+       repeat: timedelta = timedelta(hours=4), inhibits: tuple[Inhibit, ...] = (),
+       params: dict[str, Any] | None = None, labels: dict[str, str] | None = None) -> RuleSpec:
+    return RuleSpec(name=name, kind="builtin", condition=Threshold(op, threshold), window=window,
+                    severity=severity, description=description, repeat_interval=repeat,
+                    inhibits=inhibits, params=params or {}, labels=labels or {})
+
+
+# per-job rules a system-wide outage explains
+_PER_JOB = ("consecutive_job_failures", "stale_job")
+
+BUILTIN_RULES: dict[str, RuleSpec] = {r.name: r for r in (
+    _b("system_shutdown", ">", 0, timedelta(hours=1), "critical",
+       "The bot is shut down: an ongoing episode in marts.mart_shutdown_episodes.",
+       repeat=timedelta(hours=1), labels={"scope": "system"},
+       inhibits=tuple(Inhibit(r) for r in (*_PER_JOB, "errors_per_hour", "error_rate_increase",
+                                           "null_tweet_ids", "circuit_breaker"))),
+    _b("critical_errors", ">", 0, timedelta(hours=1), "critical",
+       "Events of severity critical in the window (marts.fct_system_events).",
+       repeat=timedelta(hours=1), labels={"scope": "system"}),
+    _b("consecutive_job_failures", ">", 3, timedelta(days=7), "warning",
+       "A job's trailing run of consecutive failures (intermediate.int_job_runs).",
+       labels={"scope": "job"}),
+    _b("error_rate_increase", ">", 50, timedelta(hours=1), "warning",
+       "Errors of the last complete hour vs the mean of the 24 hours before, in percent "
+       "(marts.mart_error_trends_hourly).",
+       params={"dimension": "total", "min_errors": 5}, labels={"scope": "system"}),
+    _b("errors_per_hour", ">", 10, timedelta(hours=1), "warning",
+       "Error events in the window (marts.fct_system_events).", labels={"scope": "system"}),
+    _b("null_tweet_ids", ">", 5, timedelta(hours=1), "warning",
+       "Posted decisions without a tweet id, in the last complete hour "
+       "(marts.mart_posting_health_hourly).", labels={"scope": "posting"}),
+    _b("circuit_breaker", ">", 0, timedelta(hours=6), "critical",
+       "A circuit breaker opened or stuck open and not reset since (marts.fct_system_events).",
+       repeat=timedelta(hours=1), labels={"scope": "posting"},
+       inhibits=(Inhibit("null_tweet_ids"), Inhibit("consecutive_job_failures")),
+       params={"open_event_types": ["circuit_breaker_stuck", "circuit_breaker_watchdog_alert",
+                                    "circuit_breaker_opened"],
+               "close_event_types": ["circuit_breaker_forced_reset", "circuit_breaker_closed",
+                                     "circuit_breaker_reset"]}),
+    _b("new_error_template", ">", 0, timedelta(days=1), "info",
+       "A new error template (marts.mart_error_templates.is_new).",
+       repeat=timedelta(days=1), labels={"scope": "errors"}),
+    _b("anomaly", ">", 0, timedelta(hours=2), "warning",
+       "An anomaly from the detector (marts.mart_anomalies) in the window.",
+       params={"severities": ["warning", "critical"]}, labels={"scope": "errors"}),
+    _b("stale_job", ">", 0, timedelta(days=1), "warning",
+       "A job past its stale threshold (marts.mart_job_performance.is_stale, latest day); "
+       "value = minutes since its last success.", labels={"scope": "job"}),
+    _b("stale_source", ">", 120, timedelta(days=1), "warning",
+       "Minutes since a source table was last extracted (raw._extract_state.last_run_at).",
+       labels={"scope": "source"}),
+)}
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``90s``, ``15m``, ``4h``, ``7d`` or a number of minutes."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, (int, float)):
+        return timedelta(minutes=value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 4h, 7d)")
+    return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+
+
+class _Ctx:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, node: Node | None, problem: str) -> RulesFileError:
+        line = node.start_mark.line + 1 if node is not None else 1
+        return RulesFileError(f"{self.path}:{line}: {problem}")
+
+
+def _compose(path: Path) -> tuple[_Ctx, Node | None]:
+    ctx = _Ctx(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RulesFileError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return ctx, yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise RulesFileError(f"{path}:{line}: invalid YAML: {exc.problem or exc}") from exc
+
+
+def _value(node: Node) -> Any:
+    """A composed node as a plain Python value (safe constructor)."""
+    return yaml.SafeLoader("").construct_document(node)
+
+
+def _mapping(ctx: _Ctx, node: Node, what: str) -> list[tuple[ScalarNode, Node]]:
+    if not isinstance(node, MappingNode):
+        raise ctx.error(node, f"{what} must be a mapping")
+    out = []
+    seen: set[str] = set()
+    for k, v in node.value:
+        if not isinstance(k, ScalarNode):
+            raise ctx.error(k, f"{what}: keys must be plain names")
+        if k.value in seen:
+            raise ctx.error(k, f"{what}: duplicate key '{k.value}'")
+        seen.add(k.value)
+        out.append((k, v))
+    return out
+
+
+def _scalar(ctx: _Ctx, node: Node, what: str) -> Any:
+    if not isinstance(node, ScalarNode):
+        raise ctx.error(node, f"{what} must be a single value")
+    return _value(node)
+
+
+def _str_list(ctx: _Ctx, node: Node, what: str) -> tuple[str, ...]:
+    if isinstance(node, ScalarNode):
+        return (str(_value(node)),)
+    if not isinstance(node, SequenceNode):
+        raise ctx.error(node, f"{what} must be a list")
+    return tuple(str(_scalar(ctx, n, what)) for n in node.value)
+
+
+def _labels(ctx: _Ctx, node: Node, what: str) -> dict[str, str]:
+    return {k.value: str(_scalar(ctx, v, f"{what}.{k.value}")) for k, v in _mapping(ctx, node, what)}
+
+
+def _condition(ctx: _Ctx, node: Node, what: str) -> Threshold:
+    """``"> 3"`` or ``{op: ">", threshold: 3}``."""
+    if isinstance(node, ScalarNode):
+        text = str(_value(node)).strip()
+        m = re.match(r"^(>=|<=|==|!=|>|<|=)?\s*(-?\d+(?:\.\d+)?)$", text)
+        if not m or not m.group(1):
+            op = re.match(r"^\s*([^\d\s-]+)", text)
+            if op and op.group(1) not in OPERATORS:
+                raise ctx.error(node, f"{what}: unknown operator '{op.group(1)}' "
+                                      f"(one of {', '.join(OPERATORS)})")
+            raise ctx.error(node, f"{what}: expected '<operator> <number>', e.g. '> 3', got {text!r}")
+        op = "==" if m.group(1) == "=" else m.group(1)
+        return Threshold(op, float(m.group(2)))
+    fields = dict((k.value, (k, v)) for k, v in _mapping(ctx, node, what))
+    for key, (k, _v) in fields.items():
+        if key not in ("op", "threshold"):
+            raise ctx.error(k, f"{what}: unknown key '{key}' (expected op, threshold)")
+    for key in ("op", "threshold"):
+        if key not in fields:
+            raise ctx.error(node, f"{what}: missing field '{key}'")
+    op_node = fields["op"][1]
+    op = str(_scalar(ctx, op_node, f"{what}.op"))
+    if op not in OPERATORS:
+        raise ctx.error(op_node, f"{what}: unknown operator '{op}' (one of {', '.join(OPERATORS)})")
+    thr_node = fields["threshold"][1]
+    thr = _scalar(ctx, thr_node, f"{what}.threshold")
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)):
+        raise ctx.error(thr_node, f"{what}: threshold must be a number, got {thr!r}")
+    return Threshold(op, float(thr))
+
+
+def _inhibits(ctx: _Ctx, node: Node, what: str) -> tuple[Inhibit, ...]:
+    if not isinstance(node, SequenceNode):
+        raise ctx.error(node, f"{what} must be a list of rule names or {{rule, match}} mappings")
+    out = []
+    for item in node.value:
+        if isinstance(item, ScalarNode):
+            out.append((item, Inhibit(str(_value(item)))))
+            continue
+        fields = dict((k.value, (k, v)) for k, v in _mapping(ctx, item, what))
+        for key, (k, _v) in fields.items():
+            if key not in ("rule", "match"):
+                raise ctx.error(k, f"{what}: unknown key '{key}' (expected rule, match)")
+        if "rule" not in fields:
+            raise ctx.error(item, f"{what}: missing field 'rule'")
+        match = str(_scalar(ctx, fields["match"][1], "match")) if "match" in fields else "any_subject"
+        if match not in INHIBIT_MATCHES:
+            raise ctx.error(fields["match"][1], f"{what}: unknown match '{match}' "
+                                                f"(one of {', '.join(INHIBIT_MATCHES)})")
+        out.append((item, Inhibit(str(_scalar(ctx, fields["rule"][1], "rule")), match)))
+    return tuple(i for _n, i in out)
+
+
+_COMMON_KEYS = {"condition", "window", "severity", "description", "labels", "routing",
+                "repeat_interval", "group_by", "inhibits", "params"}
+_CUSTOM_KEYS = _COMMON_KEYS | {"name", "kind", "sql", "metric"}
+_METRIC_KEYS = ("relation", "value", "subject", "time_column")
+
+
+def _apply_fields(ctx: _Ctx, node: Node, pairs: list[tuple[ScalarNode, Node]], allowed: set[str],
+                  base: dict[str, Any], channels: set[str] | None, what: str) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in pairs:
+        key = k.value
+        if key not in allowed:
+            raise ctx.error(k, f"{what}: unknown key '{key}' (allowed: {', '.join(sorted(allowed))})")
+        if key == "condition":
+            out["condition"] = _condition(ctx, v, f"{what}.condition")
+        elif key in ("window", "repeat_interval"):
+            raw = _scalar(ctx, v, f"{what}.{key}")
+            try:
+                d = parse_duration(raw)
+            except ValueError as exc:
+                raise ctx.error(v, f"{what}.{key}: {exc}") from None
+            if d <= timedelta(0):
+                raise ctx.error(v, f"{what}.{key} must be positive, got {raw!r}")
+            out[key] = d
+        elif key == "severity":
+            sev = str(_scalar(ctx, v, f"{what}.severity"))
+            if sev not in SEVERITIES:
+                raise ctx.error(v, f"{what}: unknown severity '{sev}' (one of {', '.join(SEVERITIES)})")
+            out["severity"] = sev
+        elif key == "labels":
+            out["labels"] = _labels(ctx, v, f"{what}.labels")
+        elif key == "routing":
+            routing = _str_list(ctx, v, f"{what}.routing")
+            if channels is not None:
+                for name in routing:
+                    if name not in channels:
+                        raise ctx.error(v, f"{what}.routing: unknown channel '{name}' "
+                                           f"(known: {', '.join(sorted(channels)) or 'none'})")
+            out["routing"] = routing
+        elif key == "group_by":
+            out["group_by"] = _str_list(ctx, v, f"{what}.group_by")
+        elif key == "inhibits":
+            out["inhibits"] = _inhibits(ctx, v, f"{what}.inhibits")
+        elif key == "params":
+            out["params"] = {**out.get("params", {}),
+                             **{pk.value: _value(pv) for pk, pv in _mapping(ctx, v, f"{what}.params")}}
+        elif key == "metric":
+            fields = dict((mk.value, (mk, mv)) for mk, mv in _mapping(ctx, v, f"{what}.metric"))
+            for mkey, (mk, _mv) in fields.items():
+                if mkey not in (*_METRIC_KEYS, "filter"):
+                    raise ctx.error(mk, f"{what}.metric: unknown key '{mkey}' "
+                                        f"(expected {', '.join(_METRIC_KEYS)}, filter)")
+            for mkey in _METRIC_KEYS:
+                if mkey not in fields:
+                    raise ctx.error(k, f"{what}.metric: missing field '{mkey}'")
+            metric = {mk: str(_scalar(ctx, fields[mk][1], f"{what}.metric.{mk}")) for mk in _METRIC_KEYS}
+            for mk in ("relation", "subject", "time_column"):
+                if not _IDENT.match(metric[mk]):
+                    raise ctx.error(fields[mk][1], f"{what}.metric.{mk}: not a plain identifier: {metric[mk]!r}")
+            if "filter" in fields:
+                metric["filter"] = str(_scalar(ctx, fields["filter"][1], f"{what}.metric.filter"))
+            for mk in ("value", "filter"):
+                if ";" in metric.get(mk, ""):
+                    raise ctx.error(fields[mk][1], f"{what}.metric.{mk}: must be one SQL expression")
+            out["metric"] = metric
+        elif key == "sql":
+            sql = _scalar(ctx, v, f"{what}.sql")
+            if not isinstance(sql, str) or not sql.strip():
+                raise ctx.error(v, f"{what}.sql must be a non-empty query")
+            out["sql"] = sql.strip().rstrip(";")
+        else:
+            out[key] = _scalar(ctx, v, f"{what}.{key}")
+    return out
+
+
+def load_rules(path: str | Path | None = None, channels: Iterable[str] | None = None,
+               builtins: dict[str, RuleSpec] | None = None) -> list[RuleSpec]:
+    """The built-in rules (with the file's overrides) followed by the file's custom rules.
+
+    ``path`` None or a missing file gives the built-ins unchanged. ``channels``, when given, are
+    the known channel names: a ``routing`` naming another is an error.
+    """
+    base = dict(builtins if builtins is not None else BUILTIN_RULES)
+    if path is None or not Path(path).exists():
+        return list(base.values())
+    path = Path(path)
+    ctx, root = _compose(path)
+    known_channels = set(channels) if channels is not None else None
+    if root is None:
+        return list(base.values())
+    top = _mapping(ctx, root, "the rules file")
+    custom: list[RuleSpec] = []
+    name_lines: dict[str, int] = {}
+    for k, v in top:
+        if k.value == "builtin_overrides":
+            for rk, rv in _mapping(ctx, v, "builtin_overrides"):
+                if rk.value not in base:
+                    raise ctx.error(rk, f"builtin_overrides: unknown built-in rule '{rk.value}' "
+                                        f"(one of {', '.join(base)})")
+                spec = base[rk.value]
+                fields = _apply_fields(ctx, rv, _mapping(ctx, rv, rk.value), _COMMON_KEYS,
+                                       {"params": dict(spec.params)}, known_channels, rk.value)
+                base[rk.value] = replace(spec, **fields)
+        elif k.value == "rules":
+            if not isinstance(v, SequenceNode):
+                raise ctx.error(v, "rules must be a list of rules")
+            for item in v.value:
+                pairs = _mapping(ctx, item, "rule")
+                names = [pv for pk, pv in pairs if pk.value == "name"]
+                if not names:
+                    raise ctx.error(item, "rule: missing field 'name'")
+                name = str(_scalar(ctx, names[0], "name"))
+                if not _NAME.match(name):
+                    raise ctx.error(names[0], f"rule name {name!r}: use lower_snake_case")
+                if name in name_lines or name in base:
+                    where = f"line {name_lines[name]}" if name in name_lines else "a built-in rule"
+                    raise ctx.error(names[0], f"duplicate rule name '{name}' (already {where})")
+                name_lines[name] = names[0].start_mark.line + 1
+                what = f"rule '{name}'"
+                fields = _apply_fields(ctx, item, pairs, _CUSTOM_KEYS, {}, known_channels, what)
+                kind = fields.pop("kind", "sql" if "sql" in fields else "metric" if "metric" in fields else None)
+                if kind is None:
+                    raise ctx.error(item, f"{what}: missing field 'sql' (or 'metric')")
+                if kind not in ("sql", "metric"):
+                    raise ctx.error(item, f"{what}: unknown kind '{kind}' (custom rules are sql or metric)")
+                if kind == "sql" and not fields.get("sql"):
+                    raise ctx.error(item, f"{what}: a sql rule needs 'sql' (a query returning subject, value)")
+                if kind == "metric" and not fields.get("metric"):
+                    raise ctx.error(item, f"{what}: a metric rule needs 'metric'")
+                for required in ("condition", "window"):
+                    if required not in fields:
+                        raise ctx.error(item, f"{what}: missing field '{required}'")
+                fields.pop("name", None)
+                custom.append(RuleSpec(name=name, kind=kind, line=item.start_mark.line + 1, **fields))
+        else:
+            raise ctx.error(k, f"unknown key '{k.value}' (expected builtin_overrides, rules)")
+    rules = [*base.values(), *custom]
+    names = {r.name for r in rules}
+    for r in rules:
+        for inh in r.inhibits:
+            if inh.rule not in names:
+                raise RulesFileError(f"{path}:{r.line or 1}: rule '{r.name}' inhibits unknown rule '{inh.rule}'")
+    return rules
