@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -232,6 +233,16 @@ def test_retried_tick_sends_nothing_twice(location, web_channels):
     assert ids_in(server.received("/hook"), "hook") == [["r1", "r2"], ["r3"]]
     assert len(server.requests) == 4
     assert len(outbox_rows(location)) == 6
+
+
+def test_a_rule_routing_sends_only_to_its_channels(location, web_channels):
+    server, channels = web_channels
+    routed = replace(note("only-hook"), labels={"service": "poster", "channels": "webhook, pager"})
+    assert enqueue(location, [routed, note("everywhere")], channels, T0) == 3
+    deliver(location, channels, T0)
+    assert [r["transition_id"] for r in outbox_rows(location, "slack")] == ["everywhere"]
+    assert ids_in(server.received("/slack"), "slack") == [["everywhere"]]
+    assert ids_in(server.received("/hook"), "hook") == [["only-hook"], ["everywhere"]]
 
 
 def test_one_channel_down_does_not_hold_up_another(location, http_server, monkeypatch):

@@ -196,9 +196,18 @@ def _ensure(conn: _Conn) -> None:
 # enqueue
 
 
+def routed_channels(notification: Notification, names: list[str]) -> list[str]:
+    """The channels of ``names`` a notification goes to: those its rule routes it to (the ledger
+    puts a rule's routing in the label ``channels``, comma-separated), or all of them when the
+    rule names none."""
+    wanted = {c.strip() for c in notification.labels.get("channels", "").split(",") if c.strip()}
+    return [name for name in names if name in wanted] if wanted else names
+
+
 def enqueue(location: Location, notifications: Iterable[Notification], channels: Iterable[Channel | str],
             now: datetime) -> int:
-    """Queue every notification for every channel; returns how many rows were new.
+    """Queue every notification for each of ``channels`` its rule routes it to (all when it names
+    none); returns how many rows were new.
 
     Idempotent on ``(transition_id, channel)``: already queued (or delivered) pairs are left alone.
     All rows of one call commit together, in the order given (their ids grow in that order).
@@ -214,7 +223,7 @@ def enqueue(location: Location, notifications: Iterable[Notification], channels:
         with conn.transaction():
             for n in notes:
                 payload = json.dumps(notification_to_dict(n), sort_keys=True)
-                for name in names:
+                for name in routed_channels(n, names):
                     exists = conn.execute(f"select 1 from {TABLE} where transition_id = ? and channel = ?",
                                           [n.transition_id, name]).fetchone()
                     if exists:
