@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import uuid
@@ -68,11 +69,10 @@ def pytest_xdist_make_scheduler(config, log):
 _SHARED_MONTH_TEST = re.compile(r"def \w+\([^)]*\bsimulated_warehouses\b")
 
 
-def _uses_simulated_month(module_path: str, _cache: dict[str, bool] = {}) -> bool:  # noqa: B006 - a cache
-    if module_path not in _cache:
-        path = Path(__file__).parent.parent / module_path
-        _cache[module_path] = path.is_file() and bool(_SHARED_MONTH_TEST.search(path.read_text()))
-    return _cache[module_path]
+@functools.cache
+def _uses_simulated_month(module_path: str) -> bool:
+    path = Path(__file__).parent.parent / module_path
+    return path.is_file() and bool(_SHARED_MONTH_TEST.search(path.read_text()))
 
 
 @pytest.fixture

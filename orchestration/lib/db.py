@@ -58,3 +58,14 @@ def connect(location: Location) -> Iterator[duckdb.DuckDBPyConnection | psycopg.
             raise
         finally:
             conn.close()
+
+
+def read_query(location: Location, sql: str) -> tuple[list[str], list[tuple]]:
+    """One read-only query on either engine (session in UTC): the column names and the rows."""
+    conn = (postgres_connect(location, autocommit=True) if location.is_postgres
+            else duckdb_connect(location, read_only=True))
+    try:
+        cur = conn.execute(sql)
+        return [column[0] for column in cur.description], cur.fetchall()
+    finally:
+        conn.close()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from orchestration.lib import settings
+from orchestration.lib.db import read_query
 
 
 def add_parser(subparsers) -> None:
@@ -74,17 +75,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_top_errors(warehouse, limit: int = 10) -> None:
-    rows = _warehouse_rows(warehouse, "select event_type, error_count, days_with_errors, error_count_normalised "
-                                      "from marts.mart_error_frequency order by error_count desc, event_type limit ?",
-                           limit)
+    _, rows = read_query(warehouse, "select event_type, error_count, days_with_errors, error_count_normalised "
+                                    f"from marts.mart_error_frequency order by error_count desc, event_type limit {limit:d}")
     print(f"    {'event_type':40s} {'errors':>8s} {'days':>5s} {'normalised':>10s}")
     for event_type, n, days, n_norm in rows:
         print(f"    {event_type:40s} {n:>8,} {days:>5} {n_norm:>10,}")
 
 
 def print_top_templates(warehouse, limit: int = 5) -> None:
-    rows = _warehouse_rows(warehouse, "select template_rank, n_events, trend, template from marts.mart_template_rank_7d_30d "
-                                      "where window_days = 7 order by template_rank, template_id limit ?", limit)
+    _, rows = read_query(warehouse, "select template_rank, n_events, trend, template from marts.mart_template_rank_7d_30d "
+                                    f"where window_days = 7 order by template_rank, template_id limit {limit:d}")
     print(f"    {'rank':>4s} {'events':>7s} {'trend':8s} template")
     for rank, n, trend, template in rows:
         print(f"    {rank:>4} {n:>7,} {trend:8s} {template[:90]}")
@@ -106,22 +106,12 @@ def print_quality_checks(result) -> None:
 
 
 def print_recent_anomalies(warehouse, limit: int = 8) -> None:
-    rows = _warehouse_rows(warehouse, "select bucket, series, observed, expected, rules, severity from marts.mart_anomalies "
-                                      "where bucket >= (select max(bucket) from marts.mart_anomalies) - interval 7 day "
-                                      "order by bucket desc, series limit ?", limit)
+    _, rows = read_query(warehouse, "select bucket, series, observed, expected, rules, severity from marts.mart_anomalies "
+                                    "where bucket >= (select max(bucket) from marts.mart_anomalies) - interval 7 day "
+                                    f"order by bucket desc, series limit {limit:d}")
     if not rows:
         print("    none")
+        return
     print(f"    {'hour (UTC)':16s} {'series':36s} {'observed':>8s} {'expected':>8s} {'severity':9s} rules")
     for bucket, series, observed, expected, rules, severity in rows:
         print(f"    {bucket:%Y-%m-%d %H:%M} {series:36s} {observed:>8.0f} {expected or 0:>8.1f} {severity:9s} {rules}")
-
-
-def _warehouse_rows(warehouse, sql: str, limit: int) -> list[tuple]:
-    """The rows of one query on the demo's (DuckDB) warehouse, opened read-only."""
-    from orchestration.lib.db import duckdb_connect
-
-    conn = duckdb_connect(warehouse, read_only=True)
-    try:
-        return conn.execute(sql, [limit]).fetchall()
-    finally:
-        conn.close()

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestration.lib.db import duckdb_connect, postgres_connect
+from orchestration.lib.db import read_query
 from orchestration.lib.settings import Location
 
 CONTRACT_MART = "marts.mart_event_contract_violations"
@@ -209,22 +209,8 @@ def evaluate_contract(rows: Iterable[Mapping[str, Any]] | Any,
 
 def read_contract_mart(warehouse: Location, relation: str = CONTRACT_MART) -> list[dict[str, Any]]:
     """Every row of the contract mart on a DuckDB or PostgreSQL warehouse, as dicts."""
-    sql = f"select {', '.join(CONTRACT_COLUMNS)} from {relation}"
-    if warehouse.is_postgres:
-        conn = postgres_connect(warehouse, autocommit=True)
-        try:
-            cur = conn.execute(sql)
-            names = [d.name for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
-        finally:
-            conn.close()
-    conn = duckdb_connect(warehouse, read_only=True)
-    try:
-        cur = conn.execute(sql)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
-    finally:
-        conn.close()
+    names, rows = read_query(warehouse, f"select {', '.join(CONTRACT_COLUMNS)} from {relation}")
+    return [dict(zip(names, row)) for row in rows]
 
 
 def check_contract(warehouse: Location, thresholds: ContractThresholds | None = None) -> ContractResult:

@@ -277,15 +277,10 @@ def read_rows(location: Location, spec: SuiteSpec):
 
     sql = spec.select_sql()
     if location.is_postgres:
-        from orchestration.lib.db import postgres_connect
+        from orchestration.lib.db import read_query
 
-        conn = postgres_connect(location, autocommit=True)
-        try:
-            cur = conn.execute(sql)
-            columns = [d.name for d in cur.description or []]
-            frame = pd.DataFrame(cur.fetchall(), columns=columns)
-        finally:
-            conn.close()
+        columns, rows = read_query(location, sql)
+        frame = pd.DataFrame(rows, columns=columns)
         for col in frame.columns:  # numeric -> Decimal: make it float
             if frame[col].dtype == object and frame[col].map(lambda v: isinstance(v, Decimal)).any():
                 frame[col] = frame[col].map(lambda v: float(v) if isinstance(v, Decimal) else v).astype("float64")
