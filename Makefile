@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test bench dev manifest lint clean
+.PHONY: install demo test bench dev manifest lint clean browser
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/ops-warehouse demo
 
+# headless Chromium for tests/test_report_browser.py (Debian's package; never `playwright install`)
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "error: $(CHROMIUM) is missing; run as root: apt-get install -y chromium" >&2; exit 1; fi
+
 # two workers: the shared simulated month on one, the other modules spread (tests/conftest.py)
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadscope
 
 bench: install
