@@ -346,20 +346,36 @@ def _anomaly(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_
 
 
 def _stale_job(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    # the day row's is_stale / minutes_since_last_success are as of its period_end (the build's
+    # as_of, for the latest day). A row built after ``now`` (evaluating the past: a backfill, a
+    # replay) would report the end of its day at every hour of it, so for those rows the
+    # staleness is recomputed at ``now`` from the last success in int_job_runs up to ``now``.
+    has_end = bool(c.execute("""select 1 from information_schema.columns where table_schema = 'marts'
+                                and table_name = 'mart_job_performance' and column_name = 'period_end'"""))
     rows = c.execute(
-        """select job_name, period_start, is_stale, minutes_since_last_success, stale_after_minutes
+        f"""select job_name, period_start, is_stale, minutes_since_last_success, stale_after_minutes,
+                   {'period_end' if has_end else 'null'}
            from marts.mart_job_performance
            where period = 'day' and period_start <= ? and period_start > ?
            order by job_name, period_start desc""", [now, start - timedelta(days=1)])
+    last_success: dict[str, datetime] | None = None
     out, seen = [], set()
-    for job, period_start, stale, minutes, stale_after in rows:
+    for job, period_start, stale, minutes, stale_after, period_end in rows:
         if job in seen:
             continue
         seen.add(job)
+        details: dict[str, Any] = {"stale_after_minutes": stale_after, "period_start": _iso(_utc(period_start))}
+        if period_end is not None and _utc(period_end) > now and stale_after is not None:
+            if last_success is None:
+                last_success = {str(j): _utc(at) for j, at in c.execute(
+                    """select job_name, max(run_at) from intermediate.int_job_runs
+                       where outcome = 'success' and run_at <= ? group by job_name""", [now])}
+            at = last_success.get(str(job))
+            minutes = None if at is None else (now - at).total_seconds() / 60
+            stale = minutes is None or minutes > float(stale_after)
+            details["as_of"] = _iso(now)
         value = (float(minutes) if minutes is not None else rule.window.total_seconds() / 60) if stale else 0
-        out.append(_Obs(str(job), value, {"minutes_since_last_success": minutes,
-                                          "stale_after_minutes": stale_after,
-                                          "period_start": _iso(_utc(period_start))}))
+        out.append(_Obs(str(job), value, {"minutes_since_last_success": minutes, **details}))
     return out
 
 
