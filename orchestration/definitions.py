@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from orchestration.defs.alerts.reports import report_assets, report_jobs, report_schedules
+from orchestration.defs.alerts.sensors import alert_sensors
 from orchestration.defs.error_analytics.assets import mart_error_templates
 from orchestration.defs.extract.assets import extract_assets, quarantine_spec
 from orchestration.defs.quality.anomalies import anomaly_assets
@@ -15,10 +17,11 @@ from orchestration.defs.transform.dbt_assets import dbt_resource, ops_dbt_models
 
 defs = dg.Definitions(
     assets=[*extract_assets, quarantine_spec, ops_dbt_models, mart_error_templates, ops_dbt_template_models,
-            *anomaly_assets],
+            *anomaly_assets, *report_assets],
     asset_checks=[*gx_asset_checks, *contract_asset_checks],
-    jobs=[extract_and_build_job],
-    schedules=[hourly_extract_and_build],
+    jobs=[extract_and_build_job, *report_jobs.values()],
+    schedules=[hourly_extract_and_build, *report_schedules],
+    sensors=alert_sensors,
     resources={"ops_locations": ops_locations_from_env(), "dbt": dbt_resource()},
     executor=dg.in_process_executor,  # measured faster than multiprocess for this graph on 2 cores
 )

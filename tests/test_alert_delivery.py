@@ -11,10 +11,11 @@ import json
 import logging
 import socket
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -424,3 +425,53 @@ def test_secrets_never_in_errors_or_logs(location, http_server, monkeypatch, cap
     monkeypatch.delenv(HOOK_ENV)
     with pytest.raises(ChannelError, match=f"\\${HOOK_ENV} is not set"):
         WebhookChannel(url_env=HOOK_ENV).send([note("k2")])
+
+
+# ---------------------------------------------------------------------------------------------
+# reports through the same channels
+
+
+@dataclass(frozen=True)
+class _Report:  # the fields of orchestration.lib.reports.Report that delivery reads
+    period: str
+    period_start: datetime
+    period_end: datetime
+    html_path: Path
+    markdown_path: Path
+    markdown: str
+    title: str
+    headline: dict
+
+
+def test_a_report_goes_to_slack_as_markdown_and_to_email_with_the_html_attached(
+        location, http_server, smtp_server, monkeypatch, tmp_path):
+    from orchestration.lib.alerts.report_notice import send_report
+
+    server = http_server()
+    controller, handler = smtp_server
+    monkeypatch.setenv(SLACK_ENV, f"{server.url}/slack/{TOKEN}")
+    html_file = tmp_path / "daily-2026-09-01.html"
+    html_file.write_text("<html><body><svg class='chart'></svg></body></html>")
+    report = _Report("daily", T0 - timedelta(days=1), T0, html_file, tmp_path / "daily.md",
+                     "# Daily health 2026-08-31\n**Errors:** 1,204 (+12% vs the day before)\n- top template: `timeout <*>`",
+                     "Daily health 2026-08-31", {"errors": 1204, "error_change_pct": 12.0, "worst_job": "poster"})
+    channels = [SlackWebhookChannel(url_env=SLACK_ENV, timeout=5),
+                EmailChannel(host="127.0.0.1", port=controller.port, sender="ops@example.org",
+                             recipients=["oncall@example.org"], username_env=None, password_env=None, starttls=False)]
+    queued, summary = send_report(location, report, channels, T0)
+    assert queued == 2 and summary.sent == 2
+    (body,) = server.received("/slack")
+    assert body["blocks"][0]["text"]["text"] == "[REPORT] Daily health 2026-08-31"
+    section = body["blocks"][1]["text"]["text"]
+    assert "*Daily health 2026-08-31*" in section and "*Errors:* 1,204" in section and "**" not in section
+    (_, _, raw), = handler.messages
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg["Subject"] == "[REPORT] Daily health 2026-08-31"
+    assert "**Errors:** 1,204" in msg.get_body(("plain",)).get_content()
+    [attachment] = list(msg.iter_attachments())
+    assert attachment.get_filename() == "daily-2026-09-01.html" and "svg" in attachment.get_content()
+
+    # the same period's report again (a retried schedule): nothing new is sent
+    queued, summary = send_report(location, report, channels, T0 + timedelta(minutes=5))
+    assert (queued, summary.sent) == (0, 0)
+    assert len(server.received("/slack")) == 1 and len(handler.messages) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -24,6 +25,7 @@ EXPECTED_DBT_KEYS = {
     "stg_ops__quarantine", "fct_system_events", "mart_error_frequency",
 }
 EXPECTED_PYTHON_MART_KEYS = {"mart_error_templates", "mart_anomalies"}
+EXPECTED_REPORT_KEYS = {"daily_report", "weekly_report", "monthly_report"}
 EXPECTED_TEMPLATE_MART_KEYS = {"int_template_hour_series", "mart_template_rank_7d_30d", "mart_template_correlation"}
 
 
@@ -47,6 +49,7 @@ def test_asset_keys_snapshot():
     assert EXPECTED_DBT_KEYS <= keys
     assert EXPECTED_PYTHON_MART_KEYS <= keys
     assert EXPECTED_TEMPLATE_MART_KEYS <= keys
+    assert EXPECTED_REPORT_KEYS <= keys
 
 
 def test_lineage_runs_from_source_table_to_mart():
@@ -74,7 +77,8 @@ def test_every_asset_has_a_group_an_owner_and_a_description():
     graph = _graph()
     for key in graph.materializable_asset_keys:
         node = graph.get(key)
-        assert node.group_name in {"extract", "staging", "error_analytics", "jobs_and_posting", "quality"}, key
+        assert node.group_name in {"extract", "staging", "error_analytics", "jobs_and_posting", "quality",
+                                   "alerts_and_reports"}, key
         assert node.owners, key
         assert (node.description or "").strip(), key
 
@@ -86,6 +90,28 @@ def test_hourly_schedule_runs_the_main_job():
     job = defs.resolve_job_def("extract_and_build")
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert EXPECTED_EXTRACT_KEYS | EXPECTED_DBT_KEYS | EXPECTED_PYTHON_MART_KEYS | EXPECTED_TEMPLATE_MART_KEYS <= selected
+    assert not selected & EXPECTED_REPORT_KEYS  # reports run on their own schedules
+
+
+def test_reports_run_on_their_schedules_after_the_marts_they_read():
+    graph = _graph()
+    materializable = graph.materializable_asset_keys
+    for period, cron in (("daily", "30 6 * * *"), ("weekly", "45 6 * * 1"), ("monthly", "0 7 1 * *")):
+        key = dg.AssetKey(f"{period}_report")
+        parents = graph.get(key).parent_keys
+        assert parents and parents <= materializable, (key, parents - materializable)  # no dangling input
+        assert {"mart_error_trends_hourly", "mart_slo_scorecard", "mart_anomalies"} <= {k.to_user_string() for k in parents}
+        schedule = defs.resolve_schedule_def(f"{period}_report_schedule")
+        assert (schedule.job_name, schedule.cron_schedule) == (f"report_{period}", cron)
+        # the scheduled time pins the report's as_of (a late tick builds the same report)
+        context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 9, 1, 6, 30, tzinfo=timezone.utc))
+        [request] = list(schedule.evaluate_tick(context).run_requests)
+        assert request.run_config["ops"][f"{period}_report"]["config"]["as_of"] == "2026-09-01T06:30:00+00:00"
+
+
+def test_alert_sensors_are_in_the_code_location():
+    names = {s.name for s in defs.sensors}
+    assert {"alerts_after_warehouse_update", "alerts_timer"} <= names
 
 
 def test_dbt_tests_appear_as_asset_checks():

@@ -1,4 +1,4 @@
-"""``ops-warehouse``: the non-Dagster tasks (simulate, extract, demo, bench)."""
+"""``ops-warehouse``: the non-Dagster tasks (simulate, extract, demo, bench, alerts)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     from orchestration.lib.bench import cli as bench_cli
 
     bench_cli.add_parser(sub)
+
+    from orchestration.lib.alerts import cli as alerts_cli
+
+    alerts_cli.add_parser(sub)
     return parser
 
 

@@ -7,16 +7,21 @@ import argparse
 import contextlib
 import os
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from orchestration.lib import settings
 from orchestration.lib.db import read_query
+
+DELIVERY_ENVS = ("OPS_ALERT_SLACK_WEBHOOK_URL", "OPS_ALERT_WEBHOOK_URL", "OPS_ALERT_SMTP_HOST", "OPS_ALERT_FILE_DIR")
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("demo", help="simulate 30 days and materialize everything (embedded DuckDB)")
     p.add_argument("--days", type=float, default=30)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--alert-hours", type=int, default=48,
+                   help="replay the alert sensor's hourly ticks over the last N hours of data")
     p.set_defaults(func=run)
 
 
@@ -33,14 +38,18 @@ def run(args: argparse.Namespace) -> int:
 
     from orchestration.lib.simulator import simulate
 
-    print(f"1/3 simulating {args.days:g} days of the bot into {source.path} (seed {args.seed}) ...")
+    print(f"1/4 simulating {args.days:g} days of the bot into {source.path} (seed {args.seed}) ...")
     if warehouse.path and warehouse.path.exists():
         warehouse.path.unlink()  # a demo starts from an empty warehouse
     summary = simulate(source, days=args.days, seed=args.seed)
+    for var in DELIVERY_ENVS:  # the demo never sends to a real Slack / webhook / mailbox
+        os.environ.pop(var, None)
+    for old in (settings.DATA_DIR / "alerts").glob("notifications.*"):
+        old.unlink()  # the demo channel restarts with the warehouse
     print(f"    {summary}")
 
     log_path = settings.DATA_DIR / "demo-run.log"
-    print("2/3 running the Dagster job extract_and_build (extract -> raw -> staging -> marts); "
+    print("2/4 running the Dagster job extract_and_build (extract -> raw -> staging -> marts); "
           f"dbt's log: {log_path}")
     import dagster as dg
 
@@ -54,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"    the job failed; see the errors above and {log_path}")
         return 1
 
-    print("3/3 data quality and anomaly checks of the run (asset checks; dbt tests summarised):")
+    print("3/4 data quality and anomaly checks of the run (asset checks; dbt tests summarised):")
     print_quality_checks(result)
     print("    anomalies of the last 7 days (marts.mart_anomalies), newest first (the simulation injects incidents,\n"
           "    so the anomaly checks fail here by design):")
@@ -63,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
     print_top_errors(warehouse)
     print("    top error templates, last 7 days (marts.mart_template_rank_7d_30d):")
     print_top_templates(warehouse)
+    print("4/4 alerts and reports (the demo channel is the file channel; Slack, webhook and email are off):")
+    end = summary.end.astimezone(timezone.utc)
+    if not replay_alerts(warehouse, end, hours=args.alert_hours):
+        return 1
+    if not build_reports(defs, end):
+        return 1
     from orchestration.lib.quality.gx_suites import DATA_DOCS_DIR
 
     print(f"\nGreat Expectations Data Docs: {DATA_DOCS_DIR / 'index.html'}")
@@ -72,6 +87,53 @@ def run(args: argparse.Namespace) -> int:
     print(f"Dagster runs are stored in {os.environ['DAGSTER_HOME']}; `make dev` opens the UI.")
     print(f"done in {time.perf_counter() - started:.1f}s")
     return 0
+
+
+def replay_alerts(warehouse, end: datetime, hours: int) -> bool:
+    """The alert sensor's ticks, hour by hour over the last ``hours`` of the simulated data, into
+    the demo (file) channel: what the operator would have been sent had the sensor been running.
+    The same function the sensors call (``run_tick``); the ledger and outbox stay in the warehouse."""
+    from orchestration.lib.alerts.channels import FileChannel
+    from orchestration.lib.alerts.tick import deliver_pending, run_tick
+
+    channel = FileChannel(settings.DATA_DIR / "alerts")
+    started = time.perf_counter()
+    fired = resolved = 0
+    errors: dict[str, str] = {}
+    for step in range(hours, -1, -1):
+        # delivered once at the end, in order: the outbox keeps the ticks' order
+        result = run_tick(warehouse, end - timedelta(hours=step), [channel], deliver=False)
+        fired += sum(n.status == "firing" for n in result.notifications)
+        resolved += sum(n.status == "resolved" for n in result.notifications)
+        errors.update(result.rule_errors)
+    delivery = deliver_pending(warehouse, [channel], end)
+    print(f"    alert ticks: {hours + 1} hourly ticks over the last {hours} h in {time.perf_counter() - started:.1f}s: "
+          f"{fired} firing and {resolved} resolved notifications, {len(result.firing)} alerts firing at the end; {delivery.sent} sent")
+    for rule, error in sorted(errors.items()):
+        print(f"    rule {rule} could not be evaluated: {error}")
+    lines = channel.log_path.read_text().splitlines() if channel.log_path.exists() else []
+    print(f"    the demo channel: {channel.log_path} ({len(lines)} lines; JSON in {channel.jsonl_path.name}); the last 5:")
+    for line in lines[-5:]:
+        print(f"      {line[:160]}")
+    return not errors
+
+
+def build_reports(defs, end: datetime) -> bool:
+    """The three report jobs, as their schedules would run them at the end of the data."""
+    import dagster as dg
+
+    for period in ("daily", "weekly", "monthly"):
+        result = defs.resolve_job_def(f"report_{period}").execute_in_process(
+            instance=dg.DagsterInstance.get(), raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                        "ops": {f"{period}_report": {"config": {"as_of": end.isoformat()}}}})
+        if not result.success:
+            print(f"    the {period} report failed; see the errors above")
+            return False
+        [event] = result.get_asset_materialization_events()
+        meta = event.materialization.metadata
+        print(f"    {period:8s} report: {meta['path'].value}")
+    return True
 
 
 def print_top_errors(warehouse, limit: int = 10) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 from urllib.parse import urlsplit
 
-from orchestration.lib.alerts.notification import FIRING, RESOLVED, Notification
+from orchestration.lib.alerts.notification import FIRING, REPORT, RESOLVED, Notification
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,22 @@ def _is_resolved(n: Notification) -> bool:
     return n.status == RESOLVED
 
 
+def _is_report(n: Notification) -> bool:
+    return n.status == REPORT
+
+
 def _status_word(n: Notification) -> str:
-    return "RESOLVED" if _is_resolved(n) else "FIRING"
+    return "REPORT" if _is_report(n) else "RESOLVED" if _is_resolved(n) else "FIRING"
+
+
+def _slack_mrkdwn(markdown: str) -> str:
+    """The report summary's Markdown in Slack's dialect: ``**bold**`` → ``*bold*``, headings bold."""
+    lines = []
+    for line in markdown.splitlines():
+        stripped = line.lstrip("#").strip()
+        line = f"**{stripped}**" if line.startswith("#") and stripped else line
+        lines.append(line.replace("**", "*"))
+    return "\n".join(lines)
 
 
 def _fmt_number(v: Any) -> str:
@@ -144,6 +158,8 @@ def _fmt_number(v: Any) -> str:
 
 def _group_title(batch: Sequence[Notification]) -> str:
     first = batch[0]
+    if _is_report(first):
+        return f"[REPORT] {first.title}"
     word = "RESOLVED" if all(_is_resolved(n) for n in batch) else first.severity.upper()
     more = f" (+{len(batch) - 1} more)" if len(batch) > 1 else ""
     return f"[{word}] {first.title}{more}"
@@ -151,6 +167,9 @@ def _group_title(batch: Sequence[Notification]) -> str:
 
 def _readable_line(n: Notification) -> str:
     nums = ", ".join(f"{k}={_fmt_number(v)}" for k, v in n.numbers.items())
+    if _is_report(n):  # one line: the title, the period and the file; the summary is in the JSON line
+        return " ".join([iso(n.at), "REPORT", n.subject, "-", n.title, f"| {iso(n.since)} to {iso(n.at)}",
+                         f"| {n.labels.get('html_path', '')}"])
     parts = [iso(n.at), _status_word(n), n.severity.upper(), n.rule, n.subject, "-", n.title,
              "|", n.summary, f"| since {iso(n.since)}"]
     if nums:
@@ -204,6 +223,8 @@ class SlackWebhookChannel:
 
     def payload(self, batch: Sequence[Notification]) -> dict[str, Any]:
         first = batch[0]
+        if _is_report(first):
+            return self.report_payload(first)
         resolved_all = all(_is_resolved(n) for n in batch)
         icon = RESOLVED_ICON if resolved_all else SEVERITY_ICON.get(first.severity, ":grey_question:")
         header = _group_title(batch)
@@ -227,6 +248,18 @@ class SlackWebhookChannel:
                 ctx.append({"type": "mrkdwn", "text": f"<{n.asset_url}|Open the asset>"})
             blocks.append({"type": "context", "elements": ctx})
         return {"text": f"{icon} {header}", "blocks": blocks[:50]}
+
+    def report_payload(self, n: Notification) -> dict[str, Any]:
+        header = _group_title([n])
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": header[:150], "emoji": True}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _slack_mrkdwn(n.summary)[:3000]}},
+        ]
+        ctx = [{"type": "mrkdwn", "text": f"report `{n.subject}` · {iso(n.since)} – {iso(n.at)}"}]
+        if n.asset_url:
+            ctx.append({"type": "mrkdwn", "text": f"<{n.asset_url}|Open the report asset>"})
+        blocks.append({"type": "context", "elements": ctx})
+        return {"text": f":bar_chart: {header}", "blocks": blocks}
 
     def send(self, batch: list[Notification]) -> None:
         _post_json(self.url_env, self.name, self.payload(batch), self.timeout)
@@ -276,6 +309,8 @@ class EmailChannel:
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.recipients)
         text_parts, html_parts = [], []
+        if _is_report(batch[0]):
+            return self.report_message(msg, batch[0])
         for n in batch:
             nums = "\n".join(f"  {k}: {_fmt_number(v)}" for k, v in n.numbers.items())
             status = "RESOLVED" if _is_resolved(n) else f"{n.severity.upper()} (firing)"
@@ -300,6 +335,18 @@ class EmailChannel:
                 + (f'<p><a href="{e(n.asset_url, quote=True)}">Open the asset</a></p>' if n.asset_url else ""))
         msg.set_content("\n----\n\n".join(text_parts))
         msg.add_alternative("<html><body>" + "<hr>".join(html_parts) + "</body></html>", subtype="html")
+        return msg
+
+    @staticmethod
+    def report_message(msg: EmailMessage, n: Notification) -> EmailMessage:
+        """The summary as text (and preformatted HTML); the full HTML report attached (its
+        charts are inline SVG, which mail clients do not all render in a message body)."""
+        msg.set_content(n.summary + (f"\n\nReport asset: {n.asset_url}\n" if n.asset_url else ""))
+        msg.add_alternative(f"<html><body><pre style=\"font-family:sans-serif;white-space:pre-wrap\">"
+                            f"{html.escape(n.summary)}</pre></body></html>", subtype="html")
+        path = Path(n.labels.get("html_path", ""))
+        if n.labels.get("html_path") and path.is_file():
+            msg.add_attachment(path.read_bytes(), maintype="text", subtype="html", filename=path.name)
         return msg
 
     def send(self, batch: list[Notification]) -> None:

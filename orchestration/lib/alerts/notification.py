@@ -8,6 +8,7 @@ from typing import Any
 
 FIRING = "firing"
 RESOLVED = "resolved"
+REPORT = "report"  # a scheduled report's summary, sent through the same channels
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Notification:
     rule: str
     subject: str
     severity: str  # info | warning | critical
-    status: str  # FIRING | RESOLVED
+    status: str  # FIRING | RESOLVED | REPORT
     title: str
     summary: str
     since: datetime

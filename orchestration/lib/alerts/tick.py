@@ -1,0 +1,115 @@
+"""One alert tick: rules → ledger → outbox → channels, as one plain function the sensors, the CLI
+and the demo all call.
+
+A tick at a given ``now`` is idempotent: the ledger returns the same transitions for the same
+``now`` (see ``ledger.py``) and the outbox keeps one row per (transition, channel), so a retried
+sensor tick or a restarted daemon sends nothing twice. Delivery also retries whatever an earlier
+tick could not send (a channel that was down gets its backlog in order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterable
+
+from orchestration.lib.alerts import ledger, outbox
+from orchestration.lib.alerts.channels import Channel
+from orchestration.lib.alerts.notification import Notification
+from orchestration.lib.alerts.rules import RuleSpec, load_rules
+from orchestration.lib.settings import PROJECT_ROOT, Location
+
+RULES_FILE_ENV = "OPS_ALERT_RULES_FILE"
+SILENCES_FILE_ENV = "OPS_ALERT_SILENCES_FILE"
+DAGSTER_URL_ENV = "OPS_DAGSTER_URL"
+DEFAULT_RULES_FILE = PROJECT_ROOT / "alerts" / "rules.yml"
+DEFAULT_SILENCES_FILE = PROJECT_ROOT / "alerts" / "silences.yml"
+STALENESS_RULES = ("stale_job", "stale_source")
+
+
+@dataclass
+class TickResult:
+    now: datetime
+    rules_evaluated: list[str]
+    rule_errors: dict[str, str]
+    notifications: list[Notification]
+    enqueued: int
+    delivery: outbox.DeliverySummary
+    firing: list[tuple[str, str, str]] = field(default_factory=list)  # (rule, subject, severity)
+
+    def summary_line(self) -> str:
+        d = self.delivery
+        return (f"{len(self.rules_evaluated)} rules, {len(self.firing)} firing, "
+                f"{len(self.notifications)} notifications, {self.enqueued} queued, sent {d.sent}, "
+                f"failed {d.failed}, pending {d.pending}"
+                + (f"; rule errors: {', '.join(sorted(self.rule_errors))}" if self.rule_errors else ""))
+
+
+def rules_file() -> Path:
+    return Path(os.environ.get(RULES_FILE_ENV) or DEFAULT_RULES_FILE)
+
+
+def silences_file() -> Path:
+    return Path(os.environ.get(SILENCES_FILE_ENV) or DEFAULT_SILENCES_FILE)
+
+
+CHANNEL_NAMES = ("file", "slack", "webhook", "email")  # what a rule's routing may name
+
+
+def configured_rules() -> list[RuleSpec]:
+    """The built-in rules with the rules file's overrides and custom rules (validated). Routing
+    may name any channel kind, enabled here or not: a route to a disabled channel sends nothing."""
+    path = rules_file()
+    return load_rules(path if path.exists() else None, channels=CHANNEL_NAMES)
+
+
+def floor_time(at: datetime, step: timedelta) -> datetime:
+    """``at`` rounded down to a multiple of ``step`` since the epoch: a retried or restarted timer
+    tick inside one step evaluates at the same instant, so it changes nothing."""
+    at = at.astimezone(timezone.utc)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return epoch + ((at - epoch) // step) * step
+
+
+def asset_url(rule: str, base: str | None = None) -> str | None:
+    """The Dagster UI page of the mart a built-in rule reads (``$OPS_DAGSTER_URL``, default the
+    local ``make dev`` address)."""
+    relations = ledger.BUILTIN_EVALUATORS.get(rule, ((), None))[0]
+    marts = [r.split(".", 1)[1] for r in relations if not r.startswith("raw.")]
+    if not marts:
+        return None
+    base = (base or os.environ.get(DAGSTER_URL_ENV) or "http://localhost:3000").rstrip("/")
+    return f"{base}/assets/{marts[0]}"
+
+
+def run_tick(location: Location, now: datetime, channels: list[Channel], rules: list[RuleSpec] | None = None,
+             only: Iterable[str] | None = None, silences_path: Path | None = None,
+             deliver: bool = True) -> TickResult:
+    """Evaluate ``rules`` (or the configured ones; ``only`` restricts them by name) at ``now``,
+    record the transitions, queue the notifications for ``channels`` and deliver what is due."""
+    rules = configured_rules() if rules is None else rules
+    if only is not None:
+        wanted = set(only)
+        rules = [r for r in rules if r.name in wanted]
+    silences_path = silences_file() if silences_path is None else silences_path
+    file_silences = ledger.load_silences(silences_path) if silences_path.exists() else []
+    ledger.ensure_schema(location)
+    notes, obs = ledger.run_alerts(location, rules, now, silences=file_silences)
+    notes = [n if n.asset_url else dataclasses.replace(n, asset_url=asset_url(n.rule)) for n in notes]
+    enqueued = outbox.enqueue(location, notes, channels, now) if notes else 0
+    delivery = outbox.deliver(location, channels, now) if deliver else outbox.DeliverySummary()
+    severity = {r.name: r.severity for r in rules}
+    firing = sorted((c.rule, c.subject, severity.get(c.rule, "")) for c in obs.conditions if c.active)
+    return TickResult(now, [r.name for r in obs.evaluated], obs.errors, notes, enqueued, delivery, firing)
+
+
+def deliver_pending(location: Location, channels: list[Channel], now: datetime) -> outbox.DeliverySummary:
+    """Only the delivery half: retry what is due in the outbox."""
+    return outbox.deliver(location, channels, now)
+
+
+__all__ = ["STALENESS_RULES", "TickResult", "asset_url", "configured_rules", "deliver_pending", "floor_time",
+           "rules_file", "run_tick", "silences_file"]
