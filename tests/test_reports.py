@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 import pytest
+from dbquery import query_location
 
 from orchestration.lib.anomaly.warehouse import TABLE as ANOMALIES_TABLE
 from orchestration.lib.anomaly.warehouse import refresh_anomalies
@@ -43,17 +44,7 @@ class Built:
         self.reports: dict[tuple[str, str], object] = {}
 
     def query(self, kind: str, sql: str) -> list[tuple]:
-        loc = self.locations[kind]
-        if loc.is_postgres:
-            with psycopg.connect(loc.dsn) as conn:
-                conn.execute("set timezone = 'UTC'")
-                return conn.execute(sql).fetchall()
-        conn = duckdb.connect(str(loc.path), read_only=True)
-        try:
-            conn.execute("set timezone = 'UTC'")
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
+        return query_location(self.locations[kind], sql)
 
 
 @pytest.fixture(scope="module")
