@@ -131,13 +131,16 @@ STABLE_MARTS = ("mart_error_frequency", "mart_shutdown_episodes", "mart_shutdown
 
 
 def test_a_second_run_takes_the_incremental_path_and_changes_no_mart(pipeline):
-    """Runs last (it rewrites the warehouses): the same job again, nothing new in the source —
-    every incremental model and its pre/post-hooks run on both targets, the checks pass and the
-    marts keep their rows."""
-    source, warehouses, _ = pipeline
+    """Runs last (it rewrites the warehouse): the same job again, nothing new in the source —
+    every incremental model and its pre/post-hooks run, the checks pass and the marts keep their
+    rows. On PostgreSQL, the production target, only: DuckDB's second incremental build (hooks
+    included) is covered by test_dbt_models' build-twice fixture, and running both here cost the
+    suite about 3 minutes of CPU."""
+    source, all_warehouses, _ = pipeline
+    warehouses = {"postgres": all_warehouses["postgres"]}
     before = {(kind, mart): normalised_rows(query_location(wh, f"select * from marts.{mart}"))
               for kind, wh in warehouses.items() for mart in STABLE_MARTS}
-    results = run_on_both(source, warehouses)
+    results = {"postgres": run_pipeline(source, warehouses["postgres"])}
     for kind, wh in warehouses.items():
         result = results[kind]
         assert result.success, kind
