@@ -204,7 +204,8 @@ CRAFTED = [
     """create table marts.mart_anomalies (series text, bucket timestamptz, observed double precision,
        expected double precision, severity text, rules text)""",
     """create table marts.mart_job_performance (job_name text, period text, period_start timestamptz,
-       is_stale boolean, minutes_since_last_success double precision, stale_after_minutes double precision)""",
+       is_stale boolean, minutes_since_last_success double precision, stale_after_minutes double precision,
+       period_end timestamptz)""",
     """create table raw._extract_state (source_table text, last_run_at timestamptz)""",
 ]
 
@@ -243,9 +244,9 @@ def crafted_rows() -> list[str]:
     out.append(f"insert into marts.mart_anomalies values ('errors_total', {ts(-1)}, 40, 10, 'critical', 'z')")
     out.append(f"insert into marts.mart_anomalies values ('errors_total', {ts(0)}, 30, 10, 'warning', 'z')")
     out.append(f"insert into marts.mart_anomalies values ('posts', {ts(-1)}, 2, 3, 'info', 'z')")
-    out.append(f"insert into marts.mart_job_performance values ('poster', 'day', {ts(-12)}, false, 10, 120)")
-    out.append(f"insert into marts.mart_job_performance values ('scraper', 'day', {ts(-12)}, true, 900, 240)")
-    out.append(f"insert into marts.mart_job_performance values ('scraper', 'day', {ts(-36)}, false, 20, 240)")
+    out.append(f"insert into marts.mart_job_performance values ('poster', 'day', {ts(-12)}, false, 10, 120, {ts(0)})")
+    out.append(f"insert into marts.mart_job_performance values ('scraper', 'day', {ts(-12)}, true, 900, 240, {ts(0)})")
+    out.append(f"insert into marts.mart_job_performance values ('scraper', 'day', {ts(-36)}, false, 20, 240, {ts(-12)})")
     out.append(f"insert into raw._extract_state values ('system_events', {ts(-0.5)})")
     out.append(f"insert into raw._extract_state values ('job_heartbeats', {ts(-3)})")
     return out

@@ -94,7 +94,8 @@ def replay_alerts(warehouse, end: datetime, hours: int) -> bool:
     the demo (file) channel: what the operator would have been sent had the sensor been running.
     The same function the sensors call (``run_tick``); the ledger and outbox stay in the warehouse."""
     from orchestration.lib.alerts.channels import FileChannel
-    from orchestration.lib.alerts.tick import deliver_pending, run_tick
+    from orchestration.lib.alerts.outbox import deliver
+    from orchestration.lib.alerts.tick import run_tick
 
     channel = FileChannel(settings.DATA_DIR / "alerts")
     started = time.perf_counter()
@@ -106,7 +107,7 @@ def replay_alerts(warehouse, end: datetime, hours: int) -> bool:
         fired += sum(n.status == "firing" for n in result.notifications)
         resolved += sum(n.status == "resolved" for n in result.notifications)
         errors.update(result.rule_errors)
-    delivery = deliver_pending(warehouse, [channel], end)
+    delivery = deliver(warehouse, [channel], end)
     print(f"    alert ticks: {hours + 1} hourly ticks over the last {hours} h in {time.perf_counter() - started:.1f}s: "
           f"{fired} firing and {resolved} resolved notifications, {len(result.firing)} alerts firing at the end; {delivery.sent} sent")
     for rule, error in sorted(errors.items()):

@@ -10,7 +10,7 @@ import dagster as dg
 from orchestration.defs.resources import OpsLocations
 from orchestration.lib.alerts.channels import channels_from_env
 from orchestration.lib.alerts.report_notice import send_report
-from orchestration.lib.alerts.tick import DAGSTER_URL_ENV
+from orchestration.lib.alerts.tick import dagster_asset_url
 from orchestration.lib.settings import DATA_DIR
 
 GROUP = "alerts_and_reports"
@@ -33,12 +33,6 @@ class ReportConfig(dg.Config):
 
     as_of: Optional[str] = None
     send: bool = True
-
-
-def _asset_url(key: str) -> str:
-    import os
-
-    return f"{(os.environ.get(DAGSTER_URL_ENV) or 'http://localhost:3000').rstrip('/')}/assets/{key}"
 
 
 def _report_asset(period: str) -> dg.AssetsDefinition:
@@ -67,7 +61,7 @@ def _report_asset(period: str) -> dg.AssetsDefinition:
         }
         if config.send:
             queued, delivery = send_report(ops_locations.warehouse, report, channels_from_env(),
-                                           datetime.now(timezone.utc), _asset_url(name))
+                                           datetime.now(timezone.utc), dagster_asset_url(name))
             metadata["sent"] = dg.MetadataValue.json({"queued": queued, **delivery.as_dict()})
         context.log.info(f"{period} report {report.period_start:%Y-%m-%d}: {report.html_path}")
         return dg.MaterializeResult(metadata=metadata)

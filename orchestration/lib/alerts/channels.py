@@ -166,10 +166,10 @@ def _group_title(batch: Sequence[Notification]) -> str:
 
 
 def _readable_line(n: Notification) -> str:
-    nums = ", ".join(f"{k}={_fmt_number(v)}" for k, v in n.numbers.items())
     if _is_report(n):  # one line: the title, the period and the file; the summary is in the JSON line
         return " ".join([iso(n.at), "REPORT", n.subject, "-", n.title, f"| {iso(n.since)} to {iso(n.at)}",
                          f"| {n.labels.get('html_path', '')}"])
+    nums = ", ".join(f"{k}={_fmt_number(v)}" for k, v in n.numbers.items())
     parts = [iso(n.at), _status_word(n), n.severity.upper(), n.rule, n.subject, "-", n.title,
              "|", n.summary, f"| since {iso(n.since)}"]
     if nums:

@@ -38,13 +38,14 @@ import fnmatch
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from yaml.nodes import MappingNode, SequenceNode
 
+from orchestration.lib.alerts.channels import notification_from_dict, notification_to_dict
 from orchestration.lib.alerts.notification import FIRING, RESOLVED, Notification
 from orchestration.lib.alerts.rules import RulesFileError, RuleSpec, _compose, _mapping, _scalar, _value
 from orchestration.lib.db import connect, duckdb_connect, postgres_connect
@@ -350,11 +351,8 @@ def _stale_job(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list
     # as_of, for the latest day). A row built after ``now`` (evaluating the past: a backfill, a
     # replay) would report the end of its day at every hour of it, so for those rows the
     # staleness is recomputed at ``now`` from the last success in int_job_runs up to ``now``.
-    has_end = bool(c.execute("""select 1 from information_schema.columns where table_schema = 'marts'
-                                and table_name = 'mart_job_performance' and column_name = 'period_end'"""))
     rows = c.execute(
-        f"""select job_name, period_start, is_stale, minutes_since_last_success, stale_after_minutes,
-                   {'period_end' if has_end else 'null'}
+        """select job_name, period_start, is_stale, minutes_since_last_success, stale_after_minutes, period_end
            from marts.mart_job_performance
            where period = 'day' and period_start <= ? and period_start > ?
            order by job_name, period_start desc""", [now, start - timedelta(days=1)])
@@ -534,15 +532,11 @@ def _notification(tid: str, kind: str, rule: RuleSpec, alert: _Alert, now: datet
 
 
 def _to_json(n: Notification) -> str:
-    d = asdict(n)
-    d["since"], d["at"] = _iso(n.since), _iso(n.at)
-    return json.dumps(d, sort_keys=True, default=str)
+    return json.dumps(notification_to_dict(n), sort_keys=True, default=str)
 
 
 def _from_json(text: str) -> Notification:
-    d = json.loads(text)
-    d["since"], d["at"] = _utc(d["since"]), _utc(d["at"])
-    return Notification(**d)
+    return notification_from_dict(json.loads(text))
 
 
 def _table_silences(c: _Conn, now: datetime) -> list[Silence]:

@@ -74,15 +74,18 @@ def floor_time(at: datetime, step: timedelta) -> datetime:
     return epoch + ((at - epoch) // step) * step
 
 
-def asset_url(rule: str, base: str | None = None) -> str | None:
-    """The Dagster UI page of the mart a built-in rule reads (``$OPS_DAGSTER_URL``, default the
-    local ``make dev`` address)."""
+def dagster_asset_url(asset_key: str) -> str:
+    """An asset's page in the Dagster UI (``$OPS_DAGSTER_URL``, default the local ``make dev``
+    address)."""
+    base = (os.environ.get(DAGSTER_URL_ENV) or "http://localhost:3000").rstrip("/")
+    return f"{base}/assets/{asset_key}"
+
+
+def asset_url(rule: str) -> str | None:
+    """The Dagster UI page of the mart a built-in rule reads."""
     relations = ledger.BUILTIN_EVALUATORS.get(rule, ((), None))[0]
     marts = [r.split(".", 1)[1] for r in relations if not r.startswith("raw.")]
-    if not marts:
-        return None
-    base = (base or os.environ.get(DAGSTER_URL_ENV) or "http://localhost:3000").rstrip("/")
-    return f"{base}/assets/{marts[0]}"
+    return dagster_asset_url(marts[0]) if marts else None
 
 
 def run_tick(location: Location, now: datetime, channels: list[Channel], rules: list[RuleSpec] | None = None,
@@ -96,7 +99,6 @@ def run_tick(location: Location, now: datetime, channels: list[Channel], rules: 
         rules = [r for r in rules if r.name in wanted]
     silences_path = silences_file() if silences_path is None else silences_path
     file_silences = ledger.load_silences(silences_path) if silences_path.exists() else []
-    ledger.ensure_schema(location)
     notes, obs = ledger.run_alerts(location, rules, now, silences=file_silences)
     notes = [n if n.asset_url else dataclasses.replace(n, asset_url=asset_url(n.rule)) for n in notes]
     enqueued = outbox.enqueue(location, notes, channels, now) if notes else 0
@@ -106,10 +108,5 @@ def run_tick(location: Location, now: datetime, channels: list[Channel], rules: 
     return TickResult(now, [r.name for r in obs.evaluated], obs.errors, notes, enqueued, delivery, firing)
 
 
-def deliver_pending(location: Location, channels: list[Channel], now: datetime) -> outbox.DeliverySummary:
-    """Only the delivery half: retry what is due in the outbox."""
-    return outbox.deliver(location, channels, now)
-
-
-__all__ = ["STALENESS_RULES", "TickResult", "asset_url", "configured_rules", "deliver_pending", "floor_time",
+__all__ = ["STALENESS_RULES", "TickResult", "asset_url", "configured_rules", "dagster_asset_url", "floor_time",
            "rules_file", "run_tick", "silences_file"]
