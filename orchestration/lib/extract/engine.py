@@ -190,7 +190,7 @@ def _merge_through_stage(source, warehouse, source_conn, wh, spec: TableSpec, qu
     result.rows_inserted = _exec_count(wh, sql.insert_new())
     result.rows_unchanged = (result.rows_read - result.rows_quarantined - result.rows_updated
                              - result.rows_inserted)
-    if spec.snapshot_table:
+    if spec.snapshot_table and spec.snapshot_kind == "state":
         result.snapshots_added = _exec_count(wh, sql.insert_snapshots())
     newest = _scalar(wh, f"select max(q.\"{spec.cursor}\") from {sql.staged()} q where q._reject is null")
     wh.execute(f"drop table if exists {stage}")
@@ -269,7 +269,7 @@ def _land_and_merge(source, source_conn, wh, spec: TableSpec, query: str, checks
     result.rows_unchanged = _exec_count(wh, m.delete_unchanged_copies())
     result.rows_updated = _exec_count(wh, m.delete_replaced_versions())
     result.rows_inserted = result.rows_read - result.rows_quarantined - result.rows_unchanged - result.rows_updated
-    if spec.snapshot_table:
+    if spec.snapshot_table and spec.snapshot_kind == "state":
         result.snapshots_added = _exec_count(wh, m.insert_snapshots())
     if spec.detect_deletes:
         wh.execute(m.stamp_deletion_marks())

@@ -41,6 +41,9 @@ class TableSpec:
     # rows never change once written (only deletes): merge = insert new keys, no change hash
     append_only: bool = False
     snapshot_table: str | None = None  # append a snapshot row whenever the row changed
+    # "state": one row per distinct state (key, _row_hash) — job_heartbeats; "changes": one row
+    # per observed change (key, _observed_at) with what changed (_change) — decisions
+    snapshot_kind: str = "state"
     extra_bookkeeping: tuple[Column, ...] = field(default=())
 
     @property
@@ -94,6 +97,8 @@ TABLES: dict[str, TableSpec] = {
             ),
             required=("decision_id", "updated_at"),
             future_checked=("updated_at",),
+            snapshot_table="decision_snapshots",
+            snapshot_kind="changes",
         ),
         TableSpec(
             name="posting_attempts",
@@ -134,10 +139,8 @@ def raw_table_ddl(spec: TableSpec, postgres: bool) -> list[str]:
     file lock) is what keeps keys unique; dbt's unique tests check it."""
     cols = [f"{_quote(c.name)} {c.type}" for c in spec.columns]
     cols.append("_loaded_at timestamptz not null")
-    if not spec.append_only:
-        cols.append("_row_hash text not null")
-    if spec.detect_deletes:
-        cols.append("_deleted_at timestamptz")
+    cols.append("_row_hash text" if spec.append_only else "_row_hash text not null")
+    cols.append("_deleted_at timestamptz")
     if postgres:
         cols.append(f"primary key ({_quote(spec.key)})")
     stmts = [f"create table if not exists {RAW_SCHEMA}.{spec.name} (\n    " + ",\n    ".join(cols) + "\n)"]
@@ -147,10 +150,15 @@ def raw_table_ddl(spec: TableSpec, postgres: bool) -> list[str]:
     if spec.snapshot_table:
         snap_cols = [f"{_quote(c.name)} {c.type}" for c in spec.columns]
         snap_cols += ["_observed_at timestamptz not null", "_row_hash text not null"]
+        if spec.snapshot_kind == "changes":
+            snap_cols.append("_change text not null")
+            snap_key = f"{_quote(spec.key)}, _observed_at"
+        else:
+            snap_key = f"{_quote(spec.key)}, _row_hash"
         stmts.append(
             f"create table if not exists {RAW_SCHEMA}.{spec.snapshot_table} (\n    "
             + ",\n    ".join(snap_cols)
-            + f",\n    primary key ({_quote(spec.key)}, _row_hash)\n)"
+            + f",\n    primary key ({snap_key})\n)"
         )
     return stmts
 
