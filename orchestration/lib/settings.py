@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -69,3 +70,53 @@ def overlap_minutes() -> float:
 def future_tolerance_minutes() -> float:
     """Rows stamped further than this in the future (source clock) are quarantined."""
     return float(os.environ.get("OPS_FUTURE_TOLERANCE_MINUTES", "60"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the source relations and change capture
+
+
+def source_schema() -> str | None:
+    """Schema of the bot's tables in the source (OPS_SOURCE_SCHEMA); None: the connection's
+    current schema on PostgreSQL (usually public), ``main`` in a DuckDB file."""
+    return os.environ.get("OPS_SOURCE_SCHEMA") or None
+
+
+def source_table_name(setting: str, default: str) -> str:
+    """The source relation (a table or a view) of one raw table: OPS_SOURCE_TABLE_<setting>,
+    e.g. OPS_SOURCE_TABLE_DECISIONS=content_metadata."""
+    return os.environ.get(f"OPS_SOURCE_TABLE_{setting}") or default
+
+
+def hot_window_days() -> float:
+    """Every run re-checks the rows created in the last N days: tables updated in place are re-read
+    whole and compared row by row (the bot changes statuses without touching updated_at); the
+    event log is compared by per-day counts and hash sums and the days that differ are re-read."""
+    return _positive_float("OPS_HOT_WINDOW_DAYS", "3")
+
+
+def reconcile_interval_hours() -> float:
+    """How often every day of every table is compared with the source (counts and hash sums) and
+    the days that differ re-read: the full reconcile."""
+    return _positive_float("OPS_RECONCILE_INTERVAL_HOURS", "24")
+
+
+def time_floor() -> datetime:
+    """Timestamps before this (a wrong clock, an epoch default) are quarantined."""
+    value = os.environ.get("OPS_TIME_FLOOR", "2020-01-01T00:00:00+00:00")
+    try:
+        floor = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"OPS_TIME_FLOOR must be an ISO timestamp, got {value!r}") from exc
+    return floor if floor.tzinfo else floor.replace(tzinfo=timezone.utc)
+
+
+def _positive_float(var: str, default: str) -> float:
+    value = os.environ.get(var, default)
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise ValueError(f"{var} must be a number, got {value!r}") from exc
+    if number <= 0:
+        raise ValueError(f"{var} must be > 0, got {value!r}")
+    return number

@@ -1,19 +1,28 @@
-"""Incremental, exactly-once extraction of one source table into the warehouse ``raw`` schema.
+"""Extraction of one source table into the warehouse ``raw`` schema: incremental, exactly once,
+and right whatever the bot's writers did.
 
-One run, in ONE warehouse transaction:
-1. read the table's cursor from ``raw._extract_state``;
-2. stream source rows with ``cursor >= last cursor - overlap`` into a temporary stage (bulk path);
-3. move bad rows (missing key, NULL event_type, broken JSON, timestamps far in the future) to
-   ``raw._quarantine`` with their reason;
-4. merge the stage into the raw table on the primary key (insert new, update changed);
-5. ``system_events``: rows of the re-read window missing from the source are marked deleted;
-   ``job_heartbeats``: every changed row is also appended to the snapshot table;
-6. advance the cursor (never past the source's clock) and commit.
+One run of one table, in ONE warehouse transaction and ONE source snapshot:
+
+1. look at the source relation (a table or a view, named by the settings): a missing relation, or
+   a missing or retyped column the models need, fails this table only (``ExtractError``); added,
+   dropped and retyped columns are reported (schema drift);
+2. the main read — by mode:
+   - incremental: rows with ``cursor >= last cursor - overlap`` (late commits), rows whose cursor
+     is NULL (they go to quarantine, every mode), and for tables updated in place every row
+     created in the hot window (the bot changes statuses without touching ``updated_at``);
+     ``job_heartbeats`` is small and re-read whole;
+   - full_refresh: every row; backfill: the rows whose partition column is in [start, end);
+3. refuse bad rows (quarantine, with their reason) and merge the rest on the key: insert, update
+   what changed (by row hash), mark deleted what the read's scope no longer holds (history kept),
+   snapshot the changes (heartbeats, decisions);
+4. reconcile: per-day row counts and hash sums, source against raw — the hot window's days for
+   the event log every run, every day of every table when the full reconcile is due (daily by
+   default) — and re-read the days that differ (a targeted backfill, recorded in the result);
+5. advance the cursor (never past the source's clock) and commit rows, quarantine and cursor
+   together.
 
 A crash or a killed connection anywhere before the commit rolls everything back, cursor
-included, so the rerun reads the same window again: nothing lost, nothing duplicated. The
-overlap window re-read on every run is what catches rows committed late with an older
-timestamp; rows re-read that did not change are left untouched.
+included, so the rerun reads the same rows again: nothing lost, nothing duplicated.
 """
 
 from __future__ import annotations
@@ -24,15 +33,82 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-import psycopg
-
+from orchestration.lib import settings
 from orchestration.lib.db import duckdb_connect, postgres_connect
 from orchestration.lib.extract import readers
-from orchestration.lib.extract.raw_schema import RAW_SCHEMA, TABLES, TableSpec, all_raw_ddl
-from orchestration.lib.settings import Location, future_tolerance_minutes, overlap_minutes
+from orchestration.lib.extract.merge import (
+    PG_JSON_CHECK_FN,
+    Dialect,
+    MergeCounts,
+    MergeSql,
+    RejectRules,
+    day_start,
+    first_load_fixups,
+    raw_bucket_stats_sql,
+    rows,
+    run_merge,
+    scalar,
+)
+from orchestration.lib.extract.raw_schema import (
+    RAW_SCHEMA,
+    TABLES,
+    TableSpec,
+    all_raw_ddl,
+)
+from orchestration.lib.extract.source import (
+    Drift,
+    ExtractError,
+    ReadPlan,
+    Scope,
+    SourceRelation,
+    inspect_columns,
+    is_day_bucket,
+    plan_read,
+)
+from orchestration.lib.settings import Location
 
 Mode = Literal["incremental", "full_refresh", "backfill"]
-NULL_TOKEN = "\\N"
+__all__ = ["ExtractError", "ExtractRequest", "ExtractResult", "ReconcileReport", "extract_table", "extract_all",
+           "ensure_raw_schema", "record_failure", "failed_tables"]
+
+
+@dataclass(frozen=True)
+class ExtractRequest:
+    mode: Mode = "incremental"
+    backfill_start: datetime | None = None
+    backfill_end: datetime | None = None
+    overlap: timedelta | None = None
+    # None: the full reconcile runs when due (OPS_RECONCILE_INTERVAL_HOURS); True / False forces it
+    reconcile: bool | None = None
+    hot_window: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("incremental", "full_refresh", "backfill"):
+            raise ValueError(f"mode must be incremental, full_refresh or backfill, not {self.mode!r}")
+        if self.mode == "backfill":
+            if self.backfill_start is None or self.backfill_end is None:
+                raise ValueError("a backfill needs both a start and an end")
+            if self.backfill_start >= self.backfill_end:
+                raise ValueError("backfill start must be before its end")
+        elif self.backfill_start is not None or self.backfill_end is not None:
+            raise ValueError("backfill_start/backfill_end only go with mode='backfill'")
+
+
+@dataclass
+class ReconcileReport:
+    """One comparison of per-day counts and hash sums, and the re-reads it caused."""
+
+    scope: str  # hot (the hot window's days) | full (every day)
+    buckets_compared: int = 0
+    differing: list[str] = field(default_factory=list)  # bucket labels: YYYY-MM-DD, none, infinity, all
+    unresolved: list[str] = field(default_factory=list)  # still differing after the repair
+    repairs: list[str] = field(default_factory=list)  # the re-read scopes
+    counts: MergeCounts = field(default_factory=MergeCounts)
+    seconds: float = 0.0
+
+    @property
+    def repaired(self) -> list[str]:
+        return [b for b in self.differing if b not in self.unresolved]
 
 
 @dataclass
@@ -45,15 +121,62 @@ class ExtractResult:
     cursor_before: datetime | None
     cursor_after: datetime | None
     source_now: datetime
-    rows_read: int = 0
-    rows_inserted: int = 0
-    rows_updated: int = 0
-    rows_unchanged: int = 0
-    rows_marked_deleted: int = 0
-    rows_quarantined: int = 0
-    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
-    snapshots_added: int = 0
+    source_relation: str = ""
+    counts: MergeCounts = field(default_factory=MergeCounts)  # the main read
+    drift: Drift = field(default_factory=Drift)
+    reconciles: list[ReconcileReport] = field(default_factory=list)
+    quarantine_open: int = 0  # entries still open after this run (all runs)
+    first_load: bool = False
     seconds: float = 0.0
+
+    def _total(self, name: str) -> int:
+        return getattr(self.counts, name) + sum(getattr(r.counts, name) for r in self.reconciles)
+
+    @property
+    def rows_read(self) -> int:
+        return self.counts.read
+
+    @property
+    def rows_inserted(self) -> int:
+        return self._total("inserted")
+
+    @property
+    def rows_updated(self) -> int:
+        return self._total("updated") + self._total("restored")
+
+    @property
+    def rows_unchanged(self) -> int:
+        return self.counts.unchanged
+
+    @property
+    def rows_marked_deleted(self) -> int:
+        return self._total("deleted")
+
+    @property
+    def rows_quarantined(self) -> int:
+        """Bad rows met by this run (including ones already in the quarantine)."""
+        return self.counts.quarantined + sum(r.counts.quarantined for r in self.reconciles)
+
+    @property
+    def rows_newly_quarantined(self) -> int:
+        """Bad rows this run put in the quarantine (a row is quarantined once)."""
+        return self._total("quarantined_new")
+
+    @property
+    def quarantined_by_reason(self) -> dict[str, int]:
+        merged = MergeCounts()
+        merged.add(self.counts)
+        for report in self.reconciles:
+            merged.add(report.counts)
+        return merged.quarantined_by_reason or {}
+
+    @property
+    def snapshots_added(self) -> int:
+        return self._total("snapshots")
+
+    @property
+    def unresolved(self) -> list[str]:
+        return [b for r in self.reconciles for b in r.unresolved]
 
     @property
     def lag_seconds(self) -> float | None:
@@ -67,85 +190,118 @@ class ExtractResult:
         return self.rows_read / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class ExtractRequest:
-    mode: Mode = "incremental"
-    backfill_start: datetime | None = None
-    backfill_end: datetime | None = None
-    overlap: timedelta | None = None
-
-    def __post_init__(self) -> None:
-        if self.mode == "backfill":
-            if self.backfill_start is None or self.backfill_end is None:
-                raise ValueError("a backfill needs both a start and an end")
-            if self.backfill_start >= self.backfill_end:
-                raise ValueError("backfill start must be before its end")
-        elif self.backfill_start is not None or self.backfill_end is not None:
-            raise ValueError("backfill_start/backfill_end only go with mode='backfill'")
+# ---------------------------------------------------------------------------------------------
+# the raw schema
 
 
-def ensure_raw_schema(warehouse: Location) -> None:
-    conn = _warehouse_connect(warehouse)
+def ensure_raw_schema(warehouse: Location, conn=None) -> None:
+    """Create what is missing (tables, bookkeeping, columns added by later releases). Nothing runs
+    when nothing is missing: ALTER TABLE would lock a table analysts may be reading."""
+    own = conn is None
+    conn = conn or _warehouse_connect(warehouse)
     try:
+        existing = _raw_columns(conn)
         for stmt in all_raw_ddl(postgres=warehouse.is_postgres):
+            if _already_done(stmt, existing):
+                continue
             conn.execute(stmt)
         if warehouse.is_postgres:
-            conn.execute(_PG_JSON_CHECK_FN)
+            if not conn.execute("select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+                                "where n.nspname = %s and p.proname = '_is_valid_json'", (RAW_SCHEMA,)).fetchall():
+                conn.execute(PG_JSON_CHECK_FN)
             conn.commit()
     finally:
-        conn.close()
+        if own:
+            conn.close()
+
+
+def _already_done(stmt: str, existing: dict[str, dict[str, bool]]) -> bool:
+    head = stmt.split("(", 1)[0]
+    if stmt.startswith("create schema"):
+        return bool(existing)
+    if stmt.startswith("create table if not exists"):
+        return head.split(f"{RAW_SCHEMA}.", 1)[1].strip() in existing
+    if stmt.startswith("create index if not exists"):
+        return bool(existing)  # made with its table
+    if " add column if not exists " in stmt:
+        table, column = stmt.split(f"{RAW_SCHEMA}.", 1)[1].split(" add column if not exists ")
+        return column.split()[0] in existing.get(table.strip(), {})
+    if " drop not null" in stmt:
+        return existing.get(stmt.split(f"{RAW_SCHEMA}.", 1)[1].split()[0], {}).get("_row_hash", True)
+    return False
+
+
+def _raw_columns(conn) -> dict[str, dict[str, bool]]:
+    """raw table -> column -> nullable."""
+    found = conn.execute(
+        "select table_name, column_name, is_nullable from information_schema.columns "
+        f"where table_schema = '{RAW_SCHEMA}'").fetchall()
+    out: dict[str, dict[str, bool]] = {}
+    for table, column, nullable in found:
+        out.setdefault(table, {})[column] = nullable in ("YES", True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# one table
 
 
 def extract_table(source: Location, warehouse: Location, table: str,
                   request: ExtractRequest = ExtractRequest(), *, on_batch=None,
-                  run_id: str | None = None) -> ExtractResult:
+                  run_id: str | None = None, relation: SourceRelation | None = None) -> ExtractResult:
     spec = TABLES[table]
+    relation = relation or SourceRelation.for_spec(spec)
     run_id = run_id or uuid.uuid4().hex[:12]
-    overlap = request.overlap if request.overlap is not None else timedelta(minutes=overlap_minutes())
     started = time.perf_counter()
-    ensure_raw_schema(warehouse)
-
     wh = _warehouse_connect(warehouse)
-    src_pg = postgres_connect(source, autocommit=True) if source.is_postgres else None
-    src_duck = None
+    ensure_raw_schema(warehouse, wh)
+    session = None
+    dialect = Dialect(warehouse.is_postgres)
     try:
-        if source.is_postgres:
-            source_conn = src_pg
-            table_ref = f'"{table}"'
-        else:
-            # a DuckDB source is attached read-only: to the warehouse itself when that is DuckDB
-            source_conn = wh if not warehouse.is_postgres else _duckdb_memory()
-            if warehouse.is_postgres:
-                src_duck = source_conn
-            _attach_source(source_conn, source)
-            table_ref = f'{readers.SOURCE_ALIAS}.main."{table}"'
+        session = readers.open_session(source, warehouse, wh)
         if not warehouse.is_postgres:
             wh.execute("begin transaction")  # psycopg opens its transaction implicitly
-        source_now = _source_now(source_conn, source.is_postgres)
-        cols = readers.source_columns(source_conn, source, table)
-
-        if warehouse.is_postgres:  # one extract of a table at a time; held until commit/rollback
+        else:  # one extract of a table at a time; held until commit/rollback
             wh.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"ops_extract:{table}",))
-        cursor_before = _read_cursor(wh, warehouse, table)
-        lo, hi = _window(request, cursor_before, overlap)
-        result = ExtractResult(table=table, mode=request.mode, run_id=run_id, window_start=lo,
-                               window_end=hi, cursor_before=cursor_before, cursor_after=cursor_before,
-                               source_now=source_now)
+        source_now = session.now()
+        stamps = _Stamps(datetime.now(timezone.utc))
+        columns = inspect_columns(session.rows, relation, source.is_postgres)
+        previous = _previous_columns(wh, dialect, table)
+        plan = plan_read(spec, relation, columns, source.is_postgres, previous or None)
+        _record_columns(wh, dialect, table, columns, previous, stamps.base)
+        state = _read_state(wh, dialect, table)
+        cursor_before = state.get("cursor_value")
+        overlap = request.overlap if request.overlap is not None else timedelta(minutes=settings.overlap_minutes())
+        hot_window = request.hot_window or timedelta(days=settings.hot_window_days())
+        # the last N days of the data (of the source's clock, when the data is current)
+        hot_lo = _day_floor(min(source_now, cursor_before or source_now) - hot_window)
+        scope = _main_scope(spec, request, cursor_before, overlap, hot_lo)
+        rules = RejectRules(floor=settings.time_floor(),
+                            future_limit=source_now + timedelta(minutes=settings.future_tolerance_minutes()))
+        result = ExtractResult(
+            table=table, mode=request.mode, run_id=run_id,
+            window_start=scope.cursor_from or scope.range_from, window_end=scope.range_to,
+            cursor_before=cursor_before, cursor_after=cursor_before, source_now=source_now,
+            source_relation=relation.display(source.is_postgres), drift=plan.drift)
 
-        query = readers.source_query(spec, cols, "postgres" if source.is_postgres else "duckdb",
-                                     table_ref, lo, hi)
-        loaded_at = datetime.now(timezone.utc)
-        checks = _reject_checks(spec, cols, source_now)
-        if warehouse.is_postgres:
-            newest = _merge_through_stage(source, warehouse, source_conn, wh, spec, query, checks,
-                                          loaded_at, lo, hi, result, on_batch)
-        else:
-            newest = _land_and_merge(source, source_conn, wh, spec, query, checks, loaded_at, lo, hi,
-                                     result, on_batch)
+        result.first_load = request.mode != "backfill" and _raw_is_empty(wh, spec)
+        reader = _Reader(session, wh, plan, dialect, rules, run_id, on_batch)
+        result.counts = reader.read(scope, stamps.next(), first_load=result.first_load)
         if request.mode != "backfill":
-            result.cursor_after = _advance_cursor(cursor_before, newest, source_now)
+            result.cursor_after = _advance_cursor(cursor_before, result.counts.newest_cursor, source_now)
+
+        full_due = _full_reconcile_due(state, request, stamps.base, result.first_load)
+        if full_due:
+            result.reconciles.append(_reconcile(reader, Scope("full", everything=True), "full", stamps))
+        elif (request.mode == "incremental" and cursor_before is not None and not spec.mutable
+              and spec.partition is not None):
+            result.reconciles.append(_reconcile(reader, Scope("hot", partition_from=hot_lo), "hot", stamps))
+        reconciled_fully = full_due or (request.mode == "full_refresh") or result.first_load
+
+        result.quarantine_open = scalar(wh, f"select count(*) from {RAW_SCHEMA}._quarantine "
+                                            f"where source_table = '{table}' and resolved_at is null")
         result.seconds = time.perf_counter() - started
-        _write_state(wh, warehouse, spec, result, loaded_at)
+        _write_state(wh, dialect, spec, result, stamps.base, reconciled_fully)
         wh.commit() if warehouse.is_postgres else wh.execute("commit")
         return result
     except BaseException:
@@ -155,78 +311,299 @@ def extract_table(source: Location, warehouse: Location, table: str,
             pass
         raise
     finally:
+        if session is not None:
+            try:
+                session.close()
+            except Exception:
+                pass
         wh.close()
-        if src_pg is not None:
-            src_pg.close()
-        if src_duck is not None:
-            src_duck.close()
 
 
 def extract_all(source: Location, warehouse: Location, request: ExtractRequest = ExtractRequest(),
                 tables: list[str] | None = None) -> list[ExtractResult]:
-    return [extract_table(source, warehouse, t, request) for t in (tables or list(TABLES))]
+    """Every table, each on its own: one table's failure never stops the others; the failures are
+    raised together at the end (``ExtractError`` naming each table)."""
+    results, failures = [], []
+    run_id = uuid.uuid4().hex[:12]
+    for table in tables or list(TABLES):
+        try:
+            results.append(extract_table(source, warehouse, table, request, run_id=run_id))
+        except Exception as exc:
+            failures.append(f"{table}: {exc}")
+            record_failure(warehouse, table, run_id, str(exc))
+    if failures:
+        raise ExtractError(f"{len(failures)} of {len(tables or TABLES)} tables failed to extract:\n"
+                           + "\n".join(failures))
+    return results
+
+
+def record_failure(warehouse: Location, table: str, run_id: str, message: str) -> None:
+    """Best effort, in its own transaction (the extract's own was rolled back): what failed, so the
+    dbt step leaves out the models that read this table and the operator sees why."""
+    try:
+        ensure_raw_schema(warehouse)
+        conn = _warehouse_connect(warehouse)
+    except Exception:
+        return
+    try:
+        d = Dialect(warehouse.is_postgres)
+        spec = TABLES[table]
+        now = datetime.now(timezone.utc)
+        conn.execute(
+            f"""insert into {RAW_SCHEMA}._extract_state
+                (source_table, cursor_column, last_run_id, last_status, last_error, last_failed_at)
+                values ({_lit(table)}, {_lit(spec.cursor)}, {_lit(run_id)}, 'failed', {_lit(message[:4000])},
+                        {_ts(now)})
+                on conflict (source_table) do update set last_run_id = excluded.last_run_id,
+                  last_status = 'failed', last_error = excluded.last_error, last_failed_at = excluded.last_failed_at""")
+        conn.commit() if d.postgres else None
+    finally:
+        conn.close()
+
+
+def failed_tables(warehouse: Location, run_id: str) -> dict[str, str]:
+    """Tables whose extract failed in this run: table -> error."""
+    try:
+        conn = (postgres_connect(warehouse, autocommit=True) if warehouse.is_postgres
+                else duckdb_connect(warehouse, read_only=True))
+    except Exception:
+        return {}
+    try:
+        found = conn.execute(
+            f"select source_table, last_error from {RAW_SCHEMA}._extract_state "
+            f"where last_status = 'failed' and last_run_id = {_lit(run_id)}").fetchall()
+        return {table: error or "" for table, error in found}
+    except Exception:  # no raw schema yet
+        return {}
+    finally:
+        conn.close()
 
 
 # ---------------------------------------------------------------------------------------------
-# the steps
+# reads
 
 
-def _merge_through_stage(source, warehouse, source_conn, wh, spec: TableSpec, query: str,
-                         checks, loaded_at: datetime, lo, hi, result: ExtractResult, on_batch):
-    """PostgreSQL warehouse: COPY into a temp stage, then quarantine, upsert, mark deletes."""
-    if spec.append_only and _scalar(wh, f"select not exists (select 1 from {RAW_SCHEMA}.{spec.name})"):
-        return _initial_bulk_load(source, warehouse, source_conn, wh, spec, query, checks, loaded_at,
-                                  result, on_batch)
-    stage = _create_stage(wh, warehouse, spec)
-    _stream(source, warehouse, source_conn, wh, query, stage, spec, on_batch)
-    sql = _StageMergeSql(spec, stage, loaded_at, checks, lo, hi)
-    result.rows_read = _scalar(wh, f"select count(*) from {stage}")
-    result.quarantined_by_reason = _quarantine(wh, sql)
-    result.rows_quarantined = sum(result.quarantined_by_reason.values())
-    if spec.detect_deletes:  # the stage holds every source row of [lo, hi): absent ones were deleted
-        result.rows_marked_deleted = _exec_count(wh, sql.mark_deleted())
-    update = sql.update_changed()
-    result.rows_updated = _exec_count(wh, update) if update else 0
-    result.rows_inserted = _exec_count(wh, sql.insert_new())
-    result.rows_unchanged = (result.rows_read - result.rows_quarantined - result.rows_updated
-                             - result.rows_inserted)
-    if spec.snapshot_table and spec.snapshot_kind == "state":
-        result.snapshots_added = _exec_count(wh, sql.insert_snapshots())
-    newest = _scalar(wh, f"select max(q.\"{spec.cursor}\") from {sql.staged()} q where q._reject is null")
-    wh.execute(f"drop table if exists {stage}")
-    return newest
+class _Stamps:
+    """_loaded_at of each read of a run: one instant per read (a microsecond apart), so a read's
+    deletion marks and snapshots are told from another's."""
+
+    def __init__(self, base: datetime) -> None:
+        self.base = base
+        self.n = 0
+
+    def next(self) -> datetime:
+        self.n += 1
+        return self.base + timedelta(microseconds=self.n)
 
 
-def _initial_bulk_load(source, warehouse, source_conn, wh, spec: TableSpec, query: str, checks,
-                       loaded_at: datetime, result: ExtractResult, on_batch):
-    """PostgreSQL, first load of an append-only table: COPY straight into the empty raw table
-    with its indexes dropped, refuse bad rows, then build the indexes once. Nothing to merge
-    with, and building an index once beats maintaining it row by row (measured: the stage path
-    ran at ~0.7 of a plain COPY pipe for 1M rows). All inside the run's transaction."""
-    target = f"{RAW_SCHEMA}.{spec.name}"
-    sql = _LandedMergeSql(spec, loaded_at, checks, None, None, postgres=True)
-    rebuild = _drop_indexes(wh, spec.name)
-    wh.execute(f"alter table {target} alter column _loaded_at set default {sql.loaded_at}")
-    _stream(source, warehouse, source_conn, wh, query, target, spec, on_batch)
-    wh.execute(f"alter table {target} alter column _loaded_at drop default")
-    result.rows_read = _scalar(wh, f"select count(*) from {target}")
-    _quarantine_landed(wh, sql, result)
-    result.rows_inserted = result.rows_read - result.rows_quarantined
-    for stmt in rebuild:
-        wh.execute(stmt)
-    return _scalar(wh, f'select max("{spec.cursor}") from {target}')
+class _Reader:
+    """Reads one scope of the source into the warehouse and merges it."""
+
+    def __init__(self, session: readers.SourceSession, wh, plan: ReadPlan, dialect: Dialect, rules: RejectRules,
+                 run_id: str, on_batch) -> None:
+        self.session, self.wh, self.plan, self.d, self.rules = session, wh, plan, dialect, rules
+        self.run_id, self.on_batch = run_id, on_batch
+        self.spec = plan.spec
+
+    def read(self, scope: Scope, stamp: datetime, first_load: bool = False) -> MergeCounts:
+        sql = MergeSql(self.plan, self.d, self.rules, scope, stamp, self.run_id, f"_stage_{self.spec.name}")
+        query = self.plan.query(scope, **self.session.select_options)
+        if first_load:
+            counts = self._first_load(sql, query)
+        else:
+            self.wh.execute(sql.stage_ddl())
+            self._stream(sql, query, sql.stage)
+            counts = run_merge(self.wh, sql)
+        return counts
+
+    def _stream(self, sql: MergeSql, query: str, target: str, *, loaded_at: bool = False) -> None:
+        session = self.session
+        columns = [*self.spec.column_names, "_row_hash"]
+        if isinstance(session, readers.PostgresCopySession) or (
+                isinstance(session, readers.DuckDBSession) and session.own):
+            session.copy_into_postgres(self.wh, query, target, columns, self.on_batch)
+        elif isinstance(session, readers.PostgresArrowSession):
+            session.stream_into_duckdb(self.wh, query, sql.land_into_duckdb(target, nonfinite=True, loaded_at=loaded_at),
+                                       self.on_batch)
+        else:
+            assert isinstance(session, readers.DuckDBSession)
+            session.insert_into_duckdb(query, sql.land_into_duckdb(target, nonfinite=False, loaded_at=loaded_at),
+                                       self.on_batch)
+
+    def _first_load(self, sql: MergeSql, query: str) -> MergeCounts:
+        """An empty raw table: land straight into it (no stage to write twice), refuse the bad rows
+        after; on PostgreSQL without its indexes, built once at the end (measured: the stage path
+        ran at ~0.7 of a plain COPY pipe for 1M rows)."""
+        wh = self.wh
+        rebuild: list[str] = []
+        if self.d.postgres:
+            rebuild = _drop_indexes(wh, self.spec.name)
+            wh.execute(f"alter table {sql.target} alter column _loaded_at set default {sql.stamp}")
+            self._stream(sql, query, sql.target)
+            wh.execute(f"alter table {sql.target} alter column _loaded_at drop default")
+        else:
+            self._stream(sql, query, sql.target, loaded_at=True)
+        loaded = scalar(wh, f"select count(*) from {sql.target}")
+        counts = first_load_fixups(wh, sql, loaded)
+        for statement in rebuild:
+            wh.execute(statement)
+        counts.newest_cursor = _scalar_or_none(wh, f'select max("{self.spec.cursor}") from {sql.target}')
+        return counts
 
 
-def _quarantine_landed(wh, sql: "_LandedMergeSql", result: ExtractResult) -> None:
-    """Move this run's landed rows that fail a check to raw._quarantine."""
-    if not sql.checks:
+def _main_scope(spec: TableSpec, request: ExtractRequest, cursor: datetime | None, overlap: timedelta,
+                hot_lo: datetime) -> Scope:
+    if request.mode == "backfill":
+        return Scope("backfill", range_from=request.backfill_start, range_to=request.backfill_end)
+    if request.mode == "full_refresh" or cursor is None or (spec.mutable and spec.partition is None):
+        return Scope(request.mode if request.mode == "full_refresh" else "all", everything=True)
+    if spec.mutable:
+        return Scope("incremental", cursor_from=cursor - overlap, partition_from=hot_lo)
+    return Scope("incremental", cursor_from=cursor - overlap)
+
+
+# ---------------------------------------------------------------------------------------------
+# reconciliation
+
+
+def _reconcile(reader: _Reader, scope: Scope, label: str, stamps: _Stamps) -> ReconcileReport:
+    started = time.perf_counter()
+    report = ReconcileReport(scope=label)
+    source_stats = _stats(reader.session.rows(reader.plan.bucket_stats_query(scope)))
+    raw_stats = _stats(rows(reader.wh, raw_bucket_stats_sql(reader.spec, reader.d, scope)))
+    buckets = set(source_stats) | set(raw_stats)
+    report.buckets_compared = len(buckets)
+    differing = sorted((b for b in buckets if source_stats.get(b) != raw_stats.get(b)), key=_bucket_order)
+    report.differing = [bucket_label(b) for b in differing]
+    after: dict[str, tuple[int, int]] = {}
+    after_raw: dict[str, tuple[int, int]] = {}
+    for repair in repair_scopes(differing):
+        report.repairs.append(repair.label)
+        report.counts.add(reader.read(repair, stamps.next()))
+        after.update(_stats(reader.session.rows(reader.plan.bucket_stats_query(repair))))
+        after_raw.update(_stats(rows(reader.wh, raw_bucket_stats_sql(reader.spec, reader.d, repair))))
+    report.unresolved = [bucket_label(b) for b in differing if after.get(b) != after_raw.get(b)]
+    _log_reconcile(reader, label, differing, source_stats, raw_stats, set(report.unresolved), stamps.base)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def repair_scopes(buckets: list[str]) -> list[Scope]:
+    """The re-reads that cover the differing buckets: consecutive days merged into one range."""
+    days = sorted(int(b) for b in buckets if is_day_bucket(b))
+    scopes = []
+    run_start = prev = None
+    for day in days + [None]:  # type: ignore[list-item]
+        if day is not None and prev is not None and day == prev + 1:
+            prev = day
+            continue
+        if run_start is not None:
+            label = bucket_label(str(run_start)) + ("" if prev == run_start else f"..{bucket_label(str(prev))}")
+            scopes.append(Scope(f"repair {label}", range_from=day_start(run_start), range_to=day_start(prev + 1)))
+        run_start = prev = day
+    for bucket in buckets:
+        if bucket == "none":
+            scopes.append(Scope("repair none", partition_is_null=True))
+        elif bucket in ("infinity", "-infinity"):
+            scopes.append(Scope(f"repair {bucket}", partition_equals=bucket))
+        elif bucket == "all":
+            scopes.append(Scope("repair all", everything=True))
+    return scopes
+
+
+def bucket_label(bucket: str) -> str:
+    return day_start(int(bucket)).date().isoformat() if is_day_bucket(bucket) else bucket
+
+
+def _bucket_order(bucket: str) -> tuple[int, int]:
+    return (0, int(bucket)) if is_day_bucket(bucket) else (1, 0)
+
+
+def _stats(found: list[tuple]) -> dict[str, tuple[int, int]]:
+    return {str(bucket): (int(n), int(total) if total is not None else 0) for bucket, n, total in found}
+
+
+def _log_reconcile(reader: _Reader, label: str, differing: list[str], source_stats, raw_stats, unresolved: set[str],
+                   at: datetime) -> None:
+    for bucket in differing:
+        src, raw = source_stats.get(bucket, (0, 0)), raw_stats.get(bucket, (0, 0))
+        day = f"date '{bucket_label(bucket)}'" if is_day_bucket(bucket) else "cast(null as date)"
+        outcome = "unresolved" if bucket_label(bucket) in unresolved else "repaired"
+        reader.wh.execute(
+            f"""insert into {RAW_SCHEMA}._reconcile_log (run_id, source_table, checked_at, scope, bucket, day,
+                  source_rows, raw_rows, source_hash_sum, raw_hash_sum, outcome)
+                values ({_lit(reader.run_id)}, {_lit(reader.spec.name)}, {_ts(at)}, {_lit(label)}, {_lit(bucket)},
+                        {day}, {src[0]}, {raw[0]}, {_lit(str(src[1]))}, {_lit(str(raw[1]))}, {_lit(outcome)})
+                on conflict (run_id, source_table, scope, bucket) do update set outcome = excluded.outcome,
+                  source_rows = excluded.source_rows, raw_rows = excluded.raw_rows""")
+
+
+def _full_reconcile_due(state: dict, request: ExtractRequest, now: datetime, first_load: bool) -> bool:
+    if request.reconcile is not None:
+        return request.reconcile and not first_load
+    if first_load or request.mode != "incremental":
+        return False
+    last = state.get("last_reconciled_at")
+    return last is None or now - last >= timedelta(hours=settings.reconcile_interval_hours())
+
+
+# ---------------------------------------------------------------------------------------------
+# bookkeeping
+
+
+def _previous_columns(wh, d: Dialect, table: str) -> dict[str, str]:
+    return dict(wh.execute(
+        f"select column_name, data_type from {RAW_SCHEMA}._source_columns "
+        f"where source_table = {_lit(table)} and gone_since is null").fetchall())
+
+
+def _record_columns(wh, d: Dialect, table: str, columns: dict, previous: dict[str, str], at: datetime) -> None:
+    """The source's columns as observed now (the next run's baseline for drift); written only
+    when they changed."""
+    if previous == {c.name: c.data_type for c in columns.values()}:
         return
-    counts = dict(wh.execute(sql.reject_counts()).fetchall())
-    result.quarantined_by_reason = {k: int(v) for k, v in counts.items()}
-    result.rows_quarantined = sum(result.quarantined_by_reason.values())
-    if counts:
-        wh.execute(sql.insert_quarantine())
-        wh.execute(sql.delete_rejected())
+    for column in columns.values():
+        wh.execute(
+            f"""insert into {RAW_SCHEMA}._source_columns
+                  (source_table, column_name, data_type, first_seen_at, last_seen_at, gone_since)
+                values ({_lit(table)}, {_lit(column.name)}, {_lit(column.data_type)}, {_ts(at)}, {_ts(at)}, null)
+                on conflict (source_table, column_name) do update set data_type = excluded.data_type,
+                  last_seen_at = excluded.last_seen_at, gone_since = null""")
+    names = ", ".join(_lit(name) for name in columns) or "''"
+    wh.execute(f"update {RAW_SCHEMA}._source_columns set gone_since = {_ts(at)} "
+               f"where source_table = {_lit(table)} and gone_since is null and column_name not in ({names})")
+
+
+def _read_state(wh, d: Dialect, table: str) -> dict:
+    cur = wh.execute(f"select * from {RAW_SCHEMA}._extract_state where source_table = {_lit(table)}")
+    names = [c[0] for c in cur.description]
+    found = cur.fetchall()
+    if not found:
+        return {}
+    return {name: (_as_utc(v) if isinstance(v, datetime) else v) for name, v in zip(names, found[0])}
+
+
+def _write_state(wh, d: Dialect, spec: TableSpec, r: ExtractResult, at: datetime, reconciled: bool) -> None:
+    unresolved = ", ".join(r.unresolved) or None
+    values = {
+        "source_table": _lit(spec.name), "cursor_column": _lit(spec.cursor), "cursor_value": _ts(r.cursor_after),
+        "last_run_at": _ts(at), "last_run_id": _lit(r.run_id), "rows_read": str(r.rows_read),
+        "rows_inserted": str(r.rows_inserted), "rows_updated": str(r.rows_updated),
+        "rows_deleted": str(r.rows_marked_deleted), "rows_quarantined": str(r.rows_newly_quarantined),
+        "source_relation": _lit(r.source_relation), "last_status": "'succeeded'", "last_error": "null",
+    }
+    if reconciled:
+        values.update(last_reconciled_at=_ts(at), last_reconcile_run_id=_lit(r.run_id),
+                      reconcile_unresolved=_lit(unresolved))
+    elif r.reconciles:
+        values["reconcile_unresolved"] = _lit(unresolved)
+    updates = ", ".join(f"{k} = excluded.{k}" for k in values if k != "source_table")
+    wh.execute(f"insert into {RAW_SCHEMA}._extract_state ({', '.join(values)}) values ({', '.join(values.values())}) "
+               f"on conflict (source_table) do update set {updates}")
+
+
+def _raw_is_empty(wh, spec: TableSpec) -> bool:
+    return not wh.execute(f"select 1 from {RAW_SCHEMA}.{spec.name} limit 1").fetchall()
 
 
 def _drop_indexes(wh, table: str) -> list[str]:
@@ -247,44 +624,6 @@ def _drop_indexes(wh, table: str) -> list[str]:
     return rebuild
 
 
-def _land_and_merge(source, source_conn, wh, spec: TableSpec, query: str, checks,
-                    loaded_at: datetime, lo, hi, result: ExtractResult, on_batch):
-    """DuckDB warehouse: land the rows read straight into the raw table, then fix up.
-
-    On 2 cores a single streaming write overlaps with the read; a stage would write every row
-    twice (measured: ~0.65 of psql \\copy's rate with a stage, ~0.9 without). Rows landed by this
-    run are the ones with ``_loaded_at`` = this run's timestamp; everything below happens inside
-    the run's transaction, so nobody sees the intermediate states.
-    """
-    m = _LandedMergeSql(spec, loaded_at, checks, lo, hi)
-    if source.is_postgres:
-        readers.arrow_postgres_to_duckdb(source.dsn, wh, query, m.land_sql(), on_batch)
-    else:
-        readers.sql_duckdb_to_duckdb(wh, query, m.land_sql(), on_batch)
-    result.rows_read = _scalar(wh, f"select count(*) from {m.target} where {m.is_new('')}")
-    if spec.detect_deletes:
-        result.rows_marked_deleted = _exec_count(wh, m.mark_deleted())
-    _quarantine_landed(wh, m, result)
-    newest = _scalar(wh, f'select max("{spec.cursor}") from {m.target} where {m.is_new("")}')
-    result.rows_unchanged = _exec_count(wh, m.delete_unchanged_copies())
-    result.rows_updated = _exec_count(wh, m.delete_replaced_versions())
-    result.rows_inserted = result.rows_read - result.rows_quarantined - result.rows_unchanged - result.rows_updated
-    if spec.snapshot_table and spec.snapshot_kind == "state":
-        result.snapshots_added = _exec_count(wh, m.insert_snapshots())
-    if spec.detect_deletes:
-        wh.execute(m.stamp_deletion_marks())
-    return newest
-
-
-def _window(request: ExtractRequest, cursor: datetime | None,
-            overlap: timedelta) -> tuple[datetime | None, datetime | None]:
-    if request.mode == "backfill":
-        return request.backfill_start, request.backfill_end
-    if request.mode == "full_refresh" or cursor is None:
-        return None, None
-    return cursor - overlap, None
-
-
 def _advance_cursor(before: datetime | None, newest: datetime | None, source_now: datetime) -> datetime | None:
     """The cursor only moves forward, and never past the source's clock (future rows are
     quarantined, and must not drag the cursor past rows that are still to come)."""
@@ -294,286 +633,8 @@ def _advance_cursor(before: datetime | None, newest: datetime | None, source_now
     return newest if before is None else max(before, newest)
 
 
-def _stream(source: Location, warehouse: Location, source_conn, wh, query: str, stage: str,
-            spec: TableSpec, on_batch) -> None:
-    """Into the PostgreSQL warehouse's stage (the DuckDB warehouse lands rows directly)."""
-    if source.is_postgres:
-        readers.copy_postgres_to_postgres(source_conn, wh, query, stage, spec.column_names, on_batch)
-    else:
-        readers.csv_duckdb_to_postgres(source_conn, wh, query, stage, spec.column_names, on_batch)
-
-
-def _create_stage(wh, warehouse: Location, spec: TableSpec) -> str:
-    stage = f"_stage_{spec.name}"
-    cols = ", ".join(f'"{c.name}" {c.type}' for c in spec.columns)
-    wh.execute(f"create temp table {stage} ({cols}) on commit drop")
-    return stage
-
-
-RejectCheck = tuple[str, str, str]  # (reason, column, predicate on "{c}", or "invalid_json")
-
-
-def _reject_checks(spec: TableSpec, cols: readers.SourceColumns, source_now: datetime) -> list[RejectCheck]:
-    """Why a row can be refused, in priority order: the first that holds names the reason."""
-    limit = readers._ts_literal(source_now + timedelta(minutes=future_tolerance_minutes()))
-    checks = [(f"missing_{name}", name, "{c} is null") for name in spec.required]
-    checks += [(f"future_{name}", name, "{c} > " + limit) for name in spec.future_checked]
-    checks += [(f"invalid_json_{c.name}", c.name, "invalid_json") for c in spec.columns
-               if c.json and c.name in cols.present and not cols.json_is_guaranteed(c.name)]
-    return checks
-
-
-def _quarantine(wh, sql: "_StageMergeSql") -> dict[str, int]:
-    """Copy bad rows to raw._quarantine with their reason; the merge then skips them."""
-    counts = dict(wh.execute(
-        f"select _reject, count(*) from {sql.staged()} q where _reject is not null group by 1"
-    ).fetchall())
-    if counts:
-        wh.execute(sql.insert_quarantine())
-    return {k: int(v) for k, v in counts.items()}
-
-
-def _read_cursor(wh, warehouse: Location, table: str) -> datetime | None:
-    row = wh.execute(
-        f"select cursor_value from {RAW_SCHEMA}._extract_state where source_table = "
-        + ("%s" if warehouse.is_postgres else "?"),
-        (table,),
-    ).fetchall()
-    return _as_utc(row[0][0]) if row and row[0][0] is not None else None
-
-
-def _write_state(wh, warehouse: Location, spec: TableSpec, r: ExtractResult, loaded_at: datetime) -> None:
-    p = "%s" if warehouse.is_postgres else "?"
-    wh.execute(
-        f"""insert into {RAW_SCHEMA}._extract_state
-            (source_table, cursor_column, cursor_value, last_run_at, last_run_id, rows_read,
-             rows_inserted, rows_updated, rows_deleted, rows_quarantined)
-            values ({', '.join([p] * 10)})
-            on conflict (source_table) do update set
-              cursor_value = excluded.cursor_value, last_run_at = excluded.last_run_at,
-              last_run_id = excluded.last_run_id, rows_read = excluded.rows_read,
-              rows_inserted = excluded.rows_inserted, rows_updated = excluded.rows_updated,
-              rows_deleted = excluded.rows_deleted, rows_quarantined = excluded.rows_quarantined""",
-        (spec.name, spec.cursor, r.cursor_after, loaded_at, r.run_id, r.rows_read, r.rows_inserted,
-         r.rows_updated, r.rows_marked_deleted, r.rows_quarantined),
-    )
-
-
-class _MergeSqlBase:
-    """What both merges share: names, the re-read window, reject reasons and row hashes."""
-
-    postgres: bool
-
-    def __init__(self, spec: TableSpec, loaded_at: datetime, checks: list[RejectCheck],
-                 lo: datetime | None, hi: datetime | None, postgres: bool | None = None) -> None:
-        if postgres is not None:
-            self.postgres = postgres
-        self.spec = spec
-        self.target = f"{RAW_SCHEMA}.{spec.name}"
-        self.loaded_at = readers._ts_literal(loaded_at)
-        self.cols = [f'"{c}"' for c in spec.column_names]
-        self.key = f'"{spec.key}"'
-        self.checks = checks
-        self.lo, self.hi = lo, hi
-
-    def window(self, alias: str) -> str:
-        """The cursor range this run re-read, [lo, hi)."""
-        cursor = f'{alias}."{self.spec.cursor}"'
-        parts = []
-        if self.lo is not None:
-            parts.append(f"{cursor} >= {readers._ts_literal(self.lo)}")
-        if self.hi is not None:
-            parts.append(f"{cursor} < {readers._ts_literal(self.hi)}")
-        return " and ".join(parts) or "true"
-
-    def old_lookup_window(self, alias: str) -> str:
-        """An append-only row's cursor never changes, so the raw copy of a re-read row can only be
-        inside the window: lookups stay cheap on large tables."""
-        return f" and {self.window(alias)}" if self.spec.append_only else ""
-
-    def reject_case(self, alias: str) -> str:
-        """The first reason a row is refused, or NULL for a good row."""
-        if not self.checks:
-            return "cast(null as text)"
-        whens = []
-        for reason, column, predicate in self.checks:
-            qualified = f'{alias}."{column}"'
-            cond = self._invalid_json(qualified) if predicate == "invalid_json" else predicate.format(c=qualified)
-            whens.append(f"when {cond} then '{reason}'")
-        return f"case {' '.join(whens)} end"
-
-    def _invalid_json(self, column: str) -> str:
-        if self.postgres:
-            return f"({column} is not null and not {RAW_SCHEMA}._is_valid_json({column}))"
-        return f"({column} is not null and not coalesce(json_valid({column}), false))"
-
-    def row_hash(self, alias: str) -> str:
-        """md5 over the source columns, NULL-safe: tells a changed row from an unchanged re-read."""
-        parts = [f"coalesce(cast({alias}.{c} as text), '{NULL_TOKEN}')" for c in self.cols]
-        return "md5(" + " || '|' || ".join(parts) + ")"
-
-    def _quarantine_insert(self, key: str, reason: str, row_data: str, relation: str, where: str) -> str:
-        return f"""
-            insert into {RAW_SCHEMA}._quarantine
-              (source_table, row_key, reason, row_data, _row_hash, first_seen_at, last_seen_at)
-            select source_table, row_key, reason, row_data, md5(row_data), seen, seen from (
-              select '{self.spec.name}' as source_table, {key} as row_key, {reason} as reason,
-                     {row_data} as row_data, {self.loaded_at} as seen
-              from {relation} where {where}) bad
-            where reason is not null
-            on conflict (source_table, _row_hash, reason) do update set last_seen_at = excluded.last_seen_at"""
-
-
-class _StageMergeSql(_MergeSqlBase):
-    """PostgreSQL: the rows read sit in a temp stage; upsert them into raw."""
-
-    postgres = True
-
-    def __init__(self, spec: TableSpec, stage: str, loaded_at: datetime, checks, lo, hi) -> None:
-        super().__init__(spec, loaded_at, checks, lo, hi)
-        self.stage = stage
-
-    def staged(self) -> str:
-        """The stage with each row's reject reason (NULL = good) and, for mutable tables, its hash."""
-        extra = [f"{self.reject_case('s')} as _reject"]
-        if not self.spec.append_only:
-            extra.append(f"{self.row_hash('s')} as _row_hash")
-        return f"(select s.*, {', '.join(extra)} from {self.stage} s)"
-
-    def insert_quarantine(self) -> str:
-        cols = ", ".join(f"q.{c}" for c in self.cols)
-        return self._quarantine_insert(f"q.{self.key}::text", "q._reject",
-                                       f"(select row_to_json(r)::text from (select {cols}) r)",
-                                       f"{self.staged()} q", "q._reject is not null")
-
-    def update_changed(self) -> str | None:
-        if self.spec.append_only:
-            if not self.spec.detect_deletes:
-                return None
-            # a row marked deleted that is back in the source is live again
-            return f"""
-                update {self.target} as t set _deleted_at = null, _loaded_at = {self.loaded_at}
-                where t._deleted_at is not null{self.old_lookup_window('t')}
-                  and exists (select 1 from {self.stage} s where s.{self.key} = t.{self.key})"""
-        sets = ", ".join(f"{c} = q.{c}" for c in self.cols if c != self.key)
-        return f"""
-            update {self.target} as t set {sets}, _row_hash = q._row_hash, _loaded_at = {self.loaded_at}
-            from {self.staged()} q
-            where q._reject is null and t.{self.key} = q.{self.key} and t._row_hash <> q._row_hash"""
-
-    def insert_new(self) -> str:
-        cols = ", ".join(self.cols)
-        qcols = ", ".join(f"q.{c}" for c in self.cols)
-        hash_col, hash_val = ("", "") if self.spec.append_only else (", _row_hash", ", q._row_hash")
-        return f"""
-            insert into {self.target} ({cols}, _loaded_at{hash_col})
-            select {qcols}, {self.loaded_at}{hash_val} from {self.staged()} q
-            where q._reject is null and not exists (
-              select 1 from {self.target} t where t.{self.key} = q.{self.key}{self.old_lookup_window('t')})"""
-
-    def insert_snapshots(self) -> str:
-        snap = f"{RAW_SCHEMA}.{self.spec.snapshot_table}"
-        cols = ", ".join(self.cols)
-        qcols = ", ".join(f"q.{c}" for c in self.cols)
-        return f"""
-            insert into {snap} ({cols}, _observed_at, _row_hash)
-            select {qcols}, {self.loaded_at}, q._row_hash from {self.staged()} q
-            where q._reject is null and not exists (
-              select 1 from {snap} x where x.{self.key} = q.{self.key} and x._row_hash = q._row_hash)"""
-
-    def mark_deleted(self) -> str:
-        """Raw rows of the window that the stage (every source row of the window) lacks."""
-        return f"""
-            update {self.target} as t set _deleted_at = {self.loaded_at}, _loaded_at = {self.loaded_at}
-            where {self.window('t')} and t._deleted_at is null
-              and not exists (select 1 from {self.stage} s where s.{self.key} = t.{self.key})"""
-
-
-class _LandedMergeSql(_MergeSqlBase):
-    """DuckDB (and PostgreSQL's first bulk load): the rows read were landed in raw itself,
-    marked by this run's ``_loaded_at``."""
-
-    postgres = False
-
-    def is_new(self, alias: str) -> str:
-        prefix = f"{alias}." if alias else ""
-        return f"{prefix}_loaded_at = {self.loaded_at}"
-
-    def is_old(self, alias: str) -> str:
-        return f"{alias}._loaded_at <> {self.loaded_at}"
-
-    def land_sql(self) -> str:
-        """``insert … select … from {relation}``; readers fill in the relation they stream."""
-        cols = ", ".join(self.cols)
-        rcols = ", ".join(f"s.{c}" for c in self.cols)
-        if self.spec.append_only:
-            return (f"insert into {self.target} ({cols}, _loaded_at) "
-                    f"select {rcols}, {self.loaded_at} from {{relation}} s")
-        return (f"insert into {self.target} ({cols}, _loaded_at, _row_hash) "
-                f"select {rcols}, {self.loaded_at}, {self.row_hash('s')} from {{relation}} s")
-
-    def mark_deleted(self) -> str:
-        """Old rows of the window that this read did not bring back are gone from the source."""
-        return f"""
-            update {self.target} as o set _deleted_at = {self.loaded_at}
-            where {self.is_old('o')} and {self.window('o')} and o._deleted_at is null
-              and not exists (select 1 from {self.target} n where {self.is_new('n')} and n.{self.key} = o.{self.key})"""
-
-    def reject_counts(self) -> str:
-        return f"""select reason, count(*) from (select {self.reject_case('s')} as reason from {self.target} s
-                   where {self.is_new('s')}) r where reason is not null group by 1"""
-
-    def insert_quarantine(self) -> str:
-        cols = ", ".join(f"s.{c}" for c in self.cols)
-        row_json = (f"(select row_to_json(r)::text from (select {cols}) r)" if self.postgres
-                    else f"to_json(struct_pack({cols}))::varchar")
-        return self._quarantine_insert(f"cast(s.{self.key} as text)", self.reject_case("s"), row_json,
-                                       f"{self.target} s", self.is_new("s"))
-
-    def delete_rejected(self) -> str:
-        return f"delete from {self.target} s where {self.is_new('s')} and ({self.reject_case('s')}) is not null"
-
-    def delete_unchanged_copies(self) -> str:
-        """A re-read row equal to what raw already holds: drop the new copy, keep the old row."""
-        old_wins = "o._deleted_at is null" if self.spec.append_only else "o._row_hash = n._row_hash"
-        return f"""
-            delete from {self.target} n where {self.is_new('n')} and exists (
-              select 1 from {self.target} o where {self.is_old('o')} and o.{self.key} = n.{self.key}
-                and {old_wins}{self.old_lookup_window('o')})"""
-
-    def delete_replaced_versions(self) -> str:
-        """A changed (or deleted-then-back) row: the new copy replaces the old one."""
-        return f"""
-            delete from {self.target} o where {self.is_old('o')}{self.old_lookup_window('o')}
-              and exists (select 1 from {self.target} n where {self.is_new('n')} and n.{self.key} = o.{self.key})"""
-
-    def insert_snapshots(self) -> str:
-        snap = f"{RAW_SCHEMA}.{self.spec.snapshot_table}"
-        cols = ", ".join(self.cols)
-        ncols = ", ".join(f"n.{c}" for c in self.cols)
-        return f"""
-            insert into {snap} ({cols}, _observed_at, _row_hash)
-            select {ncols}, {self.loaded_at}, n._row_hash from {self.target} n
-            where {self.is_new('n')} and not exists (
-              select 1 from {snap} x where x.{self.key} = n.{self.key} and x._row_hash = n._row_hash)"""
-
-    def stamp_deletion_marks(self) -> str:
-        return f"update {self.target} set _loaded_at = {self.loaded_at} where _deleted_at = {self.loaded_at}"
-
-
-_PG_JSON_CHECK_FN = f"""
-create or replace function {RAW_SCHEMA}._is_valid_json(value text) returns boolean
-language plpgsql immutable as $$
-begin
-  perform value::jsonb;
-  return true;
-exception when others then
-  return false;
-end $$"""
-
-
 # ---------------------------------------------------------------------------------------------
-# connection helpers
+# helpers
 
 
 def _warehouse_connect(warehouse: Location):
@@ -589,36 +650,25 @@ def _warehouse_connect(warehouse: Location):
     return conn
 
 
-def _duckdb_memory():
-    import duckdb
-
-    conn = duckdb.connect()
-    conn.execute("set timezone = 'UTC'")
-    return conn
+def _day_floor(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _attach_source(conn, source: Location) -> None:
-    if not source.path or not source.path.exists():
-        raise FileNotFoundError(f"source DuckDB file not found: {source.path}")
-    conn.execute(f"attach '{source.path}' as {readers.SOURCE_ALIAS} (read_only)")
+def _scalar_or_none(conn, sql: str):
+    found = conn.execute(sql).fetchall()
+    return found[0][0] if found else None
 
 
-def _source_now(conn, postgres: bool) -> datetime:
-    return _as_utc(conn.execute("select now()" if postgres else "select current_timestamp").fetchall()[0][0])
+def _lit(value) -> str:
+    if value is None:
+        return "null"
+    return "'" + str(value).replace("'", "''") + "'"
 
 
-def _scalar(conn, sql: str):
-    return conn.execute(sql).fetchall()[0][0]
-
-
-def _exec_count(conn, sql: str) -> int:
-    """Rows affected by a DML statement, on either engine."""
-    cur = conn.execute(sql)
-    if isinstance(cur, psycopg.Cursor):
-        return max(cur.rowcount, 0)
-    rows = cur.fetchall()  # DuckDB returns the count as a result row
-    return int(rows[0][0]) if rows else 0
+def _ts(value: datetime | None) -> str:
+    return "cast(null as timestamptz)" if value is None else f"timestamptz '{value.isoformat()}'"
 
 
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+

@@ -1,11 +1,14 @@
-"""Bulk readers: stream a source query into a warehouse staging table.
+"""Source sessions and bulk readers: stream a source query into the warehouse.
 
-One function per (source kind, warehouse kind) pair, each the fastest path measured here
-(see shared/performance-notes.md):
+A ``SourceSession`` holds one read-only REPEATABLE READ transaction on the source for a whole
+table extract, so the main read, the per-day reconciliation and the re-reads that repair it all
+see one snapshot (a row committed in between cannot make a repaired day look different again).
+One kind per (source kind, warehouse kind) pair, each the fastest bulk path measured here (see
+shared/performance-notes.md):
 
-- PostgreSQL → DuckDB: ADBC Arrow record batches, scanned by DuckDB as they arrive.
-- PostgreSQL → PostgreSQL: ``COPY … TO STDOUT`` piped into ``COPY … FROM STDIN``.
-- DuckDB → DuckDB: the source file is attached read-only and read with plain SQL.
+- PostgreSQL → DuckDB: ADBC Arrow record batches, scanned by DuckDB as they arrive;
+- PostgreSQL → PostgreSQL: ``COPY … TO STDOUT`` piped into ``COPY … FROM STDIN``;
+- DuckDB → DuckDB: the source file is attached read-only to the warehouse connection;
 - DuckDB → PostgreSQL: Arrow batches written as CSV into ``COPY … FROM STDIN``.
 
 None of them turns rows into Python objects. ``on_batch`` is a hook called after each chunk
@@ -15,104 +18,109 @@ lands (tests use it to kill a connection mid-read).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable
 
+import psycopg
 import pyarrow.csv as pa_csv
 
-from orchestration.lib.extract.raw_schema import TableSpec
+from orchestration.lib.extract.source import SOURCE_ALIAS
 from orchestration.lib.settings import Location
 
 BatchHook = Callable[[int], None]  # called with the number of rows streamed so far
-SOURCE_ALIAS = "ops_source"
 DUCKDB_BATCH_ROWS = 250_000
 COPY_CHUNK_BYTES = 1 << 20
+ARROW_RELATION = "ops_source_arrow"
 
 
-@dataclass(frozen=True)
-class SourceColumns:
-    """Which of the spec's columns the source table really has, and of what type."""
-
-    present: dict[str, str]  # column name -> lower-case data type
-
-    def select_list(self, spec: TableSpec, kind: str) -> str:
-        """Columns in spec order; a column the source lacks reads as NULL of its raw type."""
-        parts = []
-        for col in spec.columns:
-            quoted = f'"{col.name}"'
-            if col.name not in self.present:
-                parts.append(f"cast(null as {col.type}) as {quoted}")
-            elif kind == "postgres" and (col.json or col.type == "text"):
-                # jsonb/uuid printed as text; parsing happens in the warehouse, not the driver
-                parts.append(f"{quoted}::text as {quoted}")
-            else:
-                parts.append(quoted)
-        return ", ".join(parts)
-
-    def json_is_guaranteed(self, column: str) -> bool:
-        """A json/jsonb source column cannot hold invalid JSON: no need to validate it."""
-        return self.present.get(column, "") in ("json", "jsonb")
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def source_columns(source_conn, source: Location, table: str) -> SourceColumns:
-    if source.is_postgres:
-        rows = source_conn.execute(
-            "select column_name, data_type from information_schema.columns "
-            "where table_schema = current_schema() and table_name = %s",
-            (table,),
-        ).fetchall()
-    else:
-        rows = source_conn.execute(
-            "select column_name, lower(data_type) from information_schema.columns "
-            "where table_catalog = ? and table_name = ?",
-            (SOURCE_ALIAS, table),
-        ).fetchall()
-    if not rows:
-        raise ValueError(f"source table {table!r} not found in {source.redacted()}")
-    return SourceColumns({name: dtype.lower() for name, dtype in rows})
+class SourceSession:
+    """One source connection in a read-only snapshot, for one table's extract."""
+
+    postgres: bool
+    # how rows travel: options for ReadPlan.select_list on this path
+    select_options: dict = {}
+
+    def rows(self, sql: str, params: tuple | None = None) -> list[tuple]:
+        raise NotImplementedError
+
+    def now(self) -> datetime:
+        return _as_utc(self.rows("select now()" if self.postgres else "select current_timestamp")[0][0])
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
-def _ts_literal(value: datetime) -> str:
-    return f"timestamptz '{value.isoformat()}'"
+class PostgresCopySession(SourceSession):
+    """PostgreSQL source → PostgreSQL warehouse: psycopg, COPY out piped into COPY in."""
+
+    postgres = True
+
+    def __init__(self, source: Location) -> None:
+        assert source.dsn is not None
+        self.conn = psycopg.connect(source.dsn, autocommit=True)
+        self.conn.execute("set timezone = 'UTC'")
+        self.conn.execute("set datestyle = 'ISO, MDY'")
+        self.conn.autocommit = False
+        self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self.conn.read_only = True
+
+    def rows(self, sql: str, params: tuple | None = None) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def copy_into_postgres(self, wh_conn, query: str, target: str, columns: list[str],
+                           on_batch: BatchHook | None) -> None:
+        col_list = ", ".join(f'"{c}"' for c in columns)
+        streamed = pending = 0
+        with self.conn.cursor().copy(f"copy ({query}) to stdout") as out, \
+                wh_conn.cursor().copy(f"copy {target} ({col_list}) from stdin") as inp:
+            for chunk in out:
+                inp.write(chunk)
+                pending += len(chunk)
+                if on_batch is not None and pending >= COPY_CHUNK_BYTES:
+                    streamed += pending
+                    pending = 0
+                    on_batch(streamed)
+
+    def close(self) -> None:
+        try:
+            self.conn.rollback()
+        finally:
+            self.conn.close()
 
 
-def source_query(spec: TableSpec, cols: SourceColumns, kind: str, table_ref: str,
-                 lo: datetime | None, hi: datetime | None) -> str:
-    where = []
-    if lo is not None:
-        where.append(f'"{spec.cursor}" >= {_ts_literal(lo)}')
-    if hi is not None:
-        where.append(f'"{spec.cursor}" < {_ts_literal(hi)}')
-    clause = f" where {' and '.join(where)}" if where else ""
-    return f"select {cols.select_list(spec, kind)} from {table_ref}{clause}"
+class PostgresArrowSession(SourceSession):
+    """PostgreSQL source → DuckDB warehouse: ADBC record batches scanned by DuckDB as they arrive.
+    ADBC garbles ±infinity timestamps (int64 overflow), so the plan adds ``_nf_<column>`` text
+    columns holding them (ReadPlan.select_list(nonfinite_columns=True))."""
 
+    postgres = True
+    select_options = {"nonfinite_columns": True}
 
-def copy_postgres_to_postgres(src_conn, wh_conn, query: str, stage: str, columns: list[str],
-                              on_batch: BatchHook | None) -> None:
-    col_list = ", ".join(f'"{c}"' for c in columns)
-    streamed = 0
-    with src_conn.cursor().copy(f"copy ({query}) to stdout") as out, \
-            wh_conn.cursor().copy(f"copy {stage} ({col_list}) from stdin") as inp:
-        pending = 0
-        for chunk in out:
-            inp.write(chunk)
-            pending += len(chunk)
-            if on_batch is not None and pending >= COPY_CHUNK_BYTES:
-                streamed += pending
-                pending = 0
-                on_batch(streamed)
+    def __init__(self, source: Location) -> None:
+        import adbc_driver_postgresql.dbapi as adbc
 
+        assert source.dsn is not None
+        self.conn = adbc.connect(source.dsn)
+        self.cur = self.conn.cursor()
+        for statement in ("set timezone = 'UTC'", "set datestyle = 'ISO, MDY'",
+                          "set session characteristics as transaction isolation level repeatable read, read only"):
+            self.cur.execute(statement)
+        self.conn.commit()  # the next statement opens the snapshot transaction
 
-def arrow_postgres_to_duckdb(dsn: str, wh_conn, query: str, insert_sql: str,
-                             on_batch: BatchHook | None) -> None:
-    """Stream ADBC record batches into DuckDB. ``insert_sql`` has a ``{relation}`` placeholder
-    for the scanned batches (DuckDB reads them as they arrive, in parallel with the fetch)."""
-    import adbc_driver_postgresql.dbapi as adbc
+    def rows(self, sql: str, params: tuple | None = None) -> list[tuple]:
+        if params:
+            sql = _inline_params(sql, params)
+        self.cur.execute(sql)
+        return self.cur.fetchall()
 
-    with adbc.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(query)
-        reader = cur.fetch_record_batch()
+    def stream_into_duckdb(self, wh_conn, query: str, insert_sql: str, on_batch: BatchHook | None) -> None:
+        """``insert_sql`` has a ``{relation}`` placeholder for the scanned batches."""
+        self.cur.execute(query)
+        reader = self.cur.fetch_record_batch()
         if on_batch is None:
             _insert_from_arrow(wh_conn, insert_sql, reader)
             return
@@ -122,32 +130,94 @@ def arrow_postgres_to_duckdb(dsn: str, wh_conn, query: str, insert_sql: str,
             rows += batch.num_rows
             on_batch(rows)
 
+    def close(self) -> None:
+        try:
+            self.cur.close()
+            self.conn.rollback()
+        finally:
+            self.conn.close()
+
+
+class DuckDBSession(SourceSession):
+    """A DuckDB source file attached read-only: to the DuckDB warehouse's own connection (its
+    transaction is the snapshot), or to an in-memory connection for a PostgreSQL warehouse."""
+
+    postgres = False
+
+    def __init__(self, source: Location, conn=None) -> None:
+        import duckdb
+
+        if not source.path or not source.path.exists():
+            raise FileNotFoundError(f"source DuckDB file not found: {source.path}")
+        self.own = conn is None
+        self.conn = conn if conn is not None else duckdb.connect()
+        if self.own:
+            self.conn.execute("set timezone = 'UTC'")
+        self.conn.execute(f"attach '{source.path}' as {SOURCE_ALIAS} (read_only)")
+        if self.own:
+            self.conn.execute("begin transaction")
+
+    @property
+    def select_options(self) -> dict:  # type: ignore[override]
+        # into PostgreSQL through CSV: timestamps as text, so ±infinity survives the hop
+        return {"timestamps_as_text": True} if self.own else {}
+
+    def rows(self, sql: str, params: tuple | None = None) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def insert_into_duckdb(self, query: str, insert_sql: str, on_batch: BatchHook | None) -> None:
+        """Same connection: one INSERT … SELECT."""
+        self.conn.execute(insert_sql.format(relation=f"({query})"))
+        if on_batch is not None:
+            on_batch(-1)  # one statement: no batches to count
+
+    def copy_into_postgres(self, wh_conn, query: str, target: str, columns: list[str],
+                           on_batch: BatchHook | None) -> None:
+        col_list = ", ".join(f'"{c}"' for c in columns)
+        reader = self.conn.sql(query).to_arrow_reader(DUCKDB_BATCH_ROWS)
+        rows = 0
+        with wh_conn.cursor().copy(f"copy {target} ({col_list}) from stdin (format csv)") as inp:
+            for batch in reader:
+                buf = io.BytesIO()
+                pa_csv.write_csv(batch, buf, write_options=pa_csv.WriteOptions(include_header=False))
+                inp.write(buf.getvalue())
+                rows += batch.num_rows
+                if on_batch is not None:
+                    on_batch(rows)
+
+    def close(self) -> None:
+        if self.own:
+            try:
+                self.conn.execute("rollback")
+            finally:
+                self.conn.close()
+        else:
+            self.conn.execute(f"detach {SOURCE_ALIAS}")
+
+
+def open_session(source: Location, warehouse: Location, wh_conn) -> SourceSession:
+    if source.is_postgres:
+        return PostgresCopySession(source) if warehouse.is_postgres else PostgresArrowSession(source)
+    return DuckDBSession(source, None if warehouse.is_postgres else wh_conn)
+
 
 def _insert_from_arrow(wh_conn, insert_sql: str, arrow_object) -> None:
-    wh_conn.register("ops_source_arrow", arrow_object)
+    wh_conn.register(ARROW_RELATION, arrow_object)
     try:
-        wh_conn.execute(insert_sql.format(relation="ops_source_arrow"))
+        wh_conn.execute(insert_sql.format(relation=ARROW_RELATION))
     finally:
-        wh_conn.unregister("ops_source_arrow")
+        wh_conn.unregister(ARROW_RELATION)
 
 
-def sql_duckdb_to_duckdb(wh_conn, query: str, insert_sql: str, on_batch: BatchHook | None) -> None:
-    """The source file is attached to the warehouse connection: one INSERT … SELECT."""
-    wh_conn.execute(insert_sql.format(relation=f"({query})"))
-    if on_batch is not None:
-        on_batch(-1)  # one statement: no batches to count
-
-
-def csv_duckdb_to_postgres(src_conn, wh_conn, query: str, stage: str, columns: list[str],
-                           on_batch: BatchHook | None) -> None:
-    col_list = ", ".join(f'"{c}"' for c in columns)
-    reader = src_conn.sql(query).to_arrow_reader(DUCKDB_BATCH_ROWS)
-    rows = 0
-    with wh_conn.cursor().copy(f"copy {stage} ({col_list}) from stdin (format csv)") as inp:
-        for batch in reader:
-            buf = io.BytesIO()
-            pa_csv.write_csv(batch, buf, write_options=pa_csv.WriteOptions(include_header=False))
-            inp.write(buf.getvalue())
-            rows += batch.num_rows
-            if on_batch is not None:
-                on_batch(rows)
+def _inline_params(sql: str, params: tuple) -> str:
+    """ADBC takes no parameters for these small catalog queries: inline them as literals."""
+    def literal(value) -> str:
+        if value is None:
+            return "null"
+        if isinstance(value, int):
+            return str(value)
+        return "'" + str(value).replace("'", "''") + "'"
+    parts = sql.split("%s")
+    assert len(parts) == len(params) + 1, "parameter count"
+    return "".join(p + (literal(v) if i < len(params) else "") for i, (p, v) in
+                   enumerate(zip(parts, [*params, None])))
