@@ -17,7 +17,8 @@ from orchestration.definitions import defs
 
 EXPECTED_EXTRACT_KEYS = {
     "raw/system_events", "raw/job_heartbeats", "raw/job_heartbeat_snapshots",
-    "raw/content_generation_metadata_comprehensive", "raw/posting_attempts", "raw/metrics_scraper_runs",
+    "raw/content_generation_metadata_comprehensive", "raw/decision_snapshots", "raw/posting_attempts",
+    "raw/metrics_scraper_runs",
 }
 EXPECTED_DBT_KEYS = {
     "stg_ops__system_events", "stg_ops__job_heartbeats", "stg_ops__job_heartbeat_snapshots",
@@ -139,20 +140,24 @@ def test_quality_checks_are_asset_checks_of_the_assets_they_judge():
         k.to_user_string() for k in job.asset_layer.executable_asset_keys}
 
 
-def test_quarantine_check_warns_only_when_rows_were_quarantined():
+def test_quarantine_check_warns_only_when_this_run_quarantined_rows():
     from datetime import datetime, timezone
 
     from orchestration.defs.extract.assets import quarantine_check
     from orchestration.lib.extract.engine import ExtractResult
+    from orchestration.lib.extract.merge import MergeCounts
 
-    def result(quarantined: dict[str, int]) -> ExtractResult:
+    def result(quarantined: dict[str, int], new: int) -> ExtractResult:
         return ExtractResult(table="system_events", mode="incremental", run_id="r", window_start=None,
                              window_end=None, cursor_before=None, cursor_after=None,
-                             source_now=datetime.now(timezone.utc), rows_quarantined=sum(quarantined.values()),
-                             quarantined_by_reason=quarantined)
+                             source_now=datetime.now(timezone.utc), quarantine_open=3,
+                             counts=MergeCounts(quarantined_by_reason=quarantined, quarantined_new=new))
 
-    clean = quarantine_check(result({}))
-    assert clean.passed
-    dirty = quarantine_check(result({"invalid_json_event_data": 2}))
+    assert quarantine_check(result({}, 0)).passed
+    # re-read rows already in the quarantine: reported, not red again
+    again = quarantine_check(result({"missing_created_at": 3}, 0))
+    assert again.passed and again.metadata["rows_refused_this_run"].value == 3
+    dirty = quarantine_check(result({"invalid_json_event_data": 2}, 2))
     assert not dirty.passed and dirty.severity == dg.AssetCheckSeverity.WARN
     assert dirty.metadata["rows_quarantined"].value == 2
+    assert dirty.metadata["quarantine_open"].value == 3

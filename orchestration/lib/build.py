@@ -57,6 +57,13 @@ def dbt_build_args(as_of: str | None = None, full_refresh: bool = False, *, sele
     return args
 
 
+def time_floor_var() -> dict[str, str]:
+    """The extractor's time floor (OPS_TIME_FLOOR) for the models that bound series by it."""
+    from orchestration.lib.settings import time_floor
+
+    return {"time_floor": time_floor().isoformat()}
+
+
 class BuildError(RuntimeError):
     """A dbt step failed; the message ends with the tail of dbt's output."""
 
@@ -130,7 +137,8 @@ def build_marts(warehouse: Location, as_of: datetime, full_refresh: bool = False
     with tempfile.TemporaryDirectory(prefix="ops_dbt_") as tmp:
         path = Path(target_path) if target_path else Path(tmp)
         path.mkdir(parents=True, exist_ok=True)
-        common = {"as_of": as_of.isoformat(), "full_refresh": full_refresh, "extra_vars": dbt_vars}
+        common = {"as_of": as_of.isoformat(), "full_refresh": full_refresh,
+                  "extra_vars": {**time_floor_var(), **(dbt_vars or {})}}
         core = run_dbt(warehouse, dbt_build_args(**common, exclude=AFTER_TEMPLATES_SELECTOR),
                        target_path=path, timeout=timeout)
         mined_at = time.perf_counter()

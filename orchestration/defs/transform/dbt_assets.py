@@ -20,9 +20,10 @@ from dagster_dbt.dbt_project import using_dagster_dev
 
 from orchestration.defs.resources import OpsLocations
 from orchestration.lib import settings
-from orchestration.lib.build import AFTER_TEMPLATES_SELECTOR, dbt_build_args, dbt_executable
+from orchestration.lib.build import AFTER_TEMPLATES_SELECTOR, dbt_build_args, dbt_executable, time_floor_var
 from orchestration.lib.dbt_env import dbt_env, dbt_target
-from orchestration.lib.extract.raw_schema import RAW_SCHEMA
+from orchestration.lib.extract.engine import failed_tables
+from orchestration.lib.extract.raw_schema import RAW_SCHEMA, TABLES
 
 OWNER = "team:ops-warehouse"
 
@@ -109,7 +110,26 @@ def _build(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCl
     (or the selected subset) to the command."""
     # the profile reads the warehouse from the environment; derive it from the one setting
     os.environ.update(dbt_env(ops_locations.warehouse))
-    yield from dbt.cli(dbt_build_args(config.as_of, config.full_refresh), context=context).stream()
+    args = dbt_build_args(config.as_of, config.full_refresh, extra_vars=time_floor_var())
+    failed = failed_tables(ops_locations.warehouse, context.run_id[:12])
+    for selector in excluded_for_failed_extracts(failed):
+        args += ["--exclude", selector]
+    if failed:
+        context.log.warning(
+            "extract failed in this run for " + ", ".join(sorted(failed)) + ": the models reading "
+            + ("it" if len(failed) == 1 else "them") + " are left out of this build (" + " ".join(
+                excluded_for_failed_extracts(failed)) + "); every other model is built")
+    yield from dbt.cli(args, context=context).stream()
+
+
+def excluded_for_failed_extracts(failed: Mapping[str, str]) -> list[str]:
+    """dbt selectors of everything downstream of the raw tables a failed extract writes."""
+    selectors = []
+    for table in sorted(failed):
+        spec = TABLES.get(table)
+        for source_table in ([table, spec.snapshot_table] if spec and spec.snapshot_table else [table]):
+            selectors.append(f"source:ops.{source_table}+")
+    return selectors
 
 
 # source tests become asset checks of the assets that write the sources (raw/<table>,
