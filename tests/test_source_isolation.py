@@ -63,7 +63,7 @@ def test_a_missing_decisions_table_fails_only_its_extract_and_the_event_marts_ar
         # every other table extracted, the event marts (and everything not reading decisions) built
         assert {f"raw/{t}" for t in TABLES if t != DECISIONS} <= done, kind
         assert {"fct_system_events", "mart_error_frequency", "mart_error_trends_hourly", "mart_error_templates",
-                "mart_shutdown_episodes", "mart_job_performance", "mart_template_rank_7d_30d"} <= done, kind
+                "mart_error_correlation", "mart_job_performance", "mart_template_rank_7d_30d"} <= done, kind
         assert not (done & reads_decisions), (kind, sorted(done & reads_decisions))
         assert_raw_equals_source(source, warehouses[kind], [t for t in TABLES if t != DECISIONS])
         rows = run_sql(warehouses[kind], "select n_errors from marts.mart_error_trends_hourly "

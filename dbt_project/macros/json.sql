@@ -4,6 +4,9 @@
     PostgreSQL: jsonb and the ->> / #>> operators.
     json_text / json_text_path return the value as text (strings unquoted, objects and
     arrays as JSON text, JSON null as SQL NULL); a payload that is not an object gives NULL.
+    A payload holding the escape \u0000 parses as NULL on both targets (json_text_or_null): the
+    source's `json` columns accept it, PostgreSQL's jsonb raises on it, and one bad row must
+    never fail staging.
 -#}
 
 {% macro _json_check_key(key) -%}
@@ -13,21 +16,34 @@
 {%- endmacro %}
 
 
-{# Parse a JSON text expression into the adapter's JSON type. #}
+{#
+    JSON text, or NULL when it holds the escape \u0000 (backslash, u, 0000). PostgreSQL's jsonb
+    refuses it ("unsupported Unicode escape sequence") and would fail the whole view on one row;
+    DuckDB accepts it, so both targets drop it alike to give the same rows. A strpos guard costs
+    next to nothing per row (no per-row exception handler). chr(92) is the backslash, so the
+    pattern does not depend on how a server reads backslashes in string literals. The guard is
+    conservative: an escaped backslash followed by u0000 (JSON `\\u0000`) is dropped too.
+#}
+{% macro json_text_or_null(expr) -%}
+    case when strpos({{ expr }}, chr(92) || 'u0000') = 0 then {{ expr }} end
+{%- endmacro %}
+
+
+{# Parse a JSON text expression into the adapter's JSON type (NULL for a \u0000 payload). #}
 {% macro json_parse(expr) -%}
     {{ return(adapter.dispatch('json_parse', 'ops_warehouse')(expr)) }}
 {%- endmacro %}
 
 {% macro default__json_parse(expr) -%}
-    cast({{ expr }} as json)
+    cast({{ json_text_or_null(expr) }} as json)
 {%- endmacro %}
 
 {% macro duckdb__json_parse(expr) -%}
-    cast({{ expr }} as json)
+    cast({{ json_text_or_null(expr) }} as json)
 {%- endmacro %}
 
 {% macro postgres__json_parse(expr) -%}
-    cast({{ expr }} as jsonb)
+    cast({{ json_text_or_null(expr) }} as jsonb)
 {%- endmacro %}
 
 
@@ -124,7 +140,7 @@
             {{ relation }}.*,
             {{ json_parse(json_text) }} as {{ json_alias }},
             json_extract_string(
-                {{ json_text }},
+                {{ json_text_or_null(json_text) }},
                 [{% for path in fields.values() %}'$.{{ path }}'{% if not loop.last %}, {% endif %}{% endfor %}]
             ) as _json_fields
         from {{ relation }}

@@ -1,8 +1,14 @@
 {#-
-    The dense hourly time spine of the error trends: every UTC hour from the hour of the first
-    event to the hour holding var('as_of') (default now), excluding an hour starting at or after
-    as_of. One row per hour, with its end and its index from the spine start.
+    The dense hourly time spine of the trend and posting marts: every UTC hour from the hour of
+    the earliest row of any source (events; decisions, posting attempts and scraper runs through
+    raw._extract_state.data_from, which the extractor keeps) to the
+    hour holding var('as_of') (default now), excluding an hour starting at or after as_of. Only
+    rows stamped from var('time_floor') to as_of can start it: a row with a broken clock (a 1970
+    event that slipped into raw) or stamped after as_of never stretches the spine or any series
+    built on it. One row per hour, with its end and its index from the spine start.
 -#}
+
+{%- set time_floor = var('time_floor', '2020-01-01T00:00:00+00:00') %}
 
 with
 
@@ -12,12 +18,52 @@ events as (
 
 ),
 
+extract_state as (
+
+    {#- where each source table's data starts (data_from: the earliest live row, kept by the
+        extractor), read from its bookkeeping rather than from the tables: an extract that fails
+        in this run must not keep the spine, and every series on it, from being built -#}
+    select * from {{ source('ops', '_extract_state') }}
+
+),
+
+params as (
+
+    {#- the floor rounded up to a whole hour, so the spine never starts before it -#}
+    select
+        case
+            when {{ trunc_utc_hour(timestamptz_literal(time_floor)) }} < {{ timestamptz_literal(time_floor) }}
+                then {{ timestamp_add(trunc_utc_hour(timestamptz_literal(time_floor)), 1, 'hour') }}
+            else {{ timestamptz_literal(time_floor) }}
+        end as floor_at,
+        {{ as_of_timestamp() }} as as_of
+
+),
+
+source_starts as (
+
+    {#- each source's first row within [floor, as_of]: the events' own (deleted ones included:
+        the data's start), and the other tables' from the extractor's bookkeeping -#}
+    select min(created_at) as first_at
+    from events
+    where created_at >= (select floor_at from params)
+      and created_at <= (select as_of from params)
+
+    union all
+
+    select min(data_from) as first_at
+    from extract_state
+    where data_from >= (select floor_at from params)
+      and data_from <= (select as_of from params)
+
+),
+
 bounds as (
 
     select
-        {{ trunc_utc_hour('min(created_at)') }} as spine_start,
-        {{ as_of_timestamp() }} as as_of
-    from events
+        {{ trunc_utc_hour('min(first_at)') }} as spine_start,
+        (select as_of from params) as as_of
+    from source_starts
 
 ),
 

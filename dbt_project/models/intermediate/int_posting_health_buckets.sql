@@ -3,10 +3,11 @@
 {#-
     Posting health per UTC hour and per UTC day (column `grain`), dense over the hours of
     int_hour_spine in the last var('posting_health_window_days', 60) days before as_of: decisions
-    created, decision outcomes (posted / failed / skipped / blocked / in flight / other), NULL
-    tweet ids, scheduled-to-posted minutes and posting attempt durations. Read by
+    created, decision outcomes (posted / failed / skipped / blocked / in flight / other, each
+    dated by int_decision_outcomes at when its status was reached), NULL tweet ids (by
+    posted_at), scheduled-to-posted minutes and posting attempt durations. Read by
     mart_posting_health_hourly and mart_posting_health_daily; see int_posting_health_buckets.yml
-    for the status mapping and the timestamp each count is bucketed on.
+    for the timestamp each count is bucketed on.
 -#}
 
 {%- set window_days = var('posting_health_window_days', 60) | int %}
@@ -21,9 +22,9 @@ spine as (
 
 ),
 
-decisions as (
+decision_outcomes as (
 
-    select * from {{ ref('stg_ops__decisions') }}
+    select * from {{ ref('int_decision_outcomes') }}
 
 ),
 
@@ -60,50 +61,28 @@ bounds as (
 
 ),
 
-classified as (
-
-    {#- the latest state of each decision → one outcome class; the source keeps no status
-        history, so an outcome is dated by posted_at (posts) or updated_at (the rest) -#}
-    select
-        decision_id,
-        created_at,
-        case
-            when status = 'posted' then 'posted'
-            when status = 'archived' and posted_at is not null then 'posted'
-            when status in ('failed', 'failed_permanent') then 'failed'
-            when status in ('skipped', 'cancelled') then 'skipped'
-            when status = 'archived' and skip_reason is not null then 'skipped'
-            when status in ('blocked', 'blocked_permanent') then 'blocked'
-            when status in ('queued', 'posting', 'posting_attempt') then 'in_flight'
-            else 'other'
-        end as outcome,
-        scheduled_at,
-        posted_at,
-        updated_at,
-        tweet_id
-    from decisions
-
-),
-
 outcomes as (
 
+    {#- each decision's outcome, dated at when its current status was reached (see
+        int_decision_outcomes); a NULL tweet id counts by posted_at, so only posts dated by it
+        (a post without posted_at is a post, but has no date for the NULL tweet id alert) -#}
     select
         decision_id,
         outcome,
-        case when outcome = 'posted' then coalesce(posted_at, updated_at) else updated_at end as outcome_at,
-        (outcome = 'posted' and tweet_id is null) as is_null_tweet_id,
+        outcome_at,
+        (is_null_tweet_id and outcome_dated_by = 'posted_at') as is_null_tweet_id,
         case
             when outcome = 'posted' and scheduled_at is not null and posted_at is not null
                 then {{ ops_an_microseconds_between('scheduled_at', 'posted_at') }}
         end as schedule_to_post_us
-    from classified
+    from decision_outcomes
 
 ),
 
 windowed_created as (
 
     select created_at as at_ts
-    from decisions
+    from decision_outcomes
     where created_at >= (select first_hour from bounds)
       and created_at < (select as_of from bounds)
 

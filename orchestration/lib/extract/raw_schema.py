@@ -218,6 +218,7 @@ EXTRACT_STATE_COLUMNS = {
     "last_reconciled_at": "timestamptz",  # the last full reconcile of every day
     "last_reconcile_run_id": "text",
     "reconcile_unresolved": "text",  # days still differing after the last reconcile's repair
+    "data_from": "timestamptz",  # the earliest partition value among live rows (the hour spine's start)
 }
 
 QUARANTINE_COLUMNS = {

@@ -43,7 +43,8 @@ params as (
 
     {#- last_hour: the hour holding as_of, or the one before when as_of is an hour start;
         first_hour: corr_window_days before, or the hour of the first event when the data starts
-        later (the family series' rule: the trend spine starts at the first event). Constant
+        later (templates are events: the trend spine, which also spans decisions, attempts and
+        scraper runs, can start earlier in a warehouse younger than the window). Constant
         bounds, so only the window is read. -#}
     select
         {{ as_of }} as as_of,

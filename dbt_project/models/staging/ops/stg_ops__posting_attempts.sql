@@ -2,7 +2,10 @@ with
 
 source as (
 
+    {#- a row the extractor saw deleted in the source (_deleted_at set) stays in raw as history,
+        but is no longer part of the source's current state -#}
     select * from {{ source('ops', 'posting_attempts') }}
+    where _deleted_at is null
 
 ),
 
