@@ -23,7 +23,7 @@ from orchestration.lib.quality import gx_suites
 from orchestration.lib.quality.gx_suites import GxRunner, SuiteError, load_suite, load_suites, run_suite
 from orchestration.lib.settings import Location
 
-NOW = dt.datetime(2026, 11, 20, 12, 30, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 20, 12, 30, tzinfo=dt.UTC)
 SUITES = {s.name: s for s in load_suites()}
 
 
@@ -294,6 +294,223 @@ def test_missing_relation_is_a_failed_result(tmp_path, runner):
     assert not result.passed and result.error and "system_events" in result.error
 
 
+# ----------------------------------------------------------------------------- odd values, failing expectations
+
+# raw.system_events as the bot could leave it, written with SQL so that both engines store real
+# timestamptz infinities: 4 good rows, infinity and -infinity, a duplicated id (e1), a 1969 and a
+# year-9999 created_at, NULL severities and odd text
+ODD_EVENTS_SQL = """
+create schema raw;
+create table raw.system_events (id varchar, event_type varchar, severity varchar, created_at timestamptz,
+                                _loaded_at timestamptz);
+insert into raw.system_events values
+    ('e0', 'job_started', 'info', '2026-11-20 12:00:00+00', '2026-11-20 12:25:00+00'),
+    ('e1', 'job_started', null, '2026-11-20 11:00:00+00', '2026-11-20 12:25:00+00'),
+    ('e2', 'rocket 🚀 | pipe
+newline', ' Warning ', '2026-11-20 10:00:00+00', '2026-11-20 12:25:00+00'),
+    ('e3', '', 'deadlock', '2026-11-20 09:00:00+00', '2026-11-20 12:25:00+00'),
+    ('e4', 'job_started', 'info', 'infinity', '2026-11-20 12:25:00+00'),
+    ('e5', 'job_started', 'info', '-infinity', '2026-11-20 12:25:00+00'),
+    ('e1', 'job_started', 'notice', '2026-11-20 08:00:00+00', '2026-11-20 12:25:00+00'),
+    ('e7', 'job_started', null, '1969-07-20 20:17:00+00', '2026-11-20 12:25:00+00'),
+    ('e8', 'job_started', 'HIGH', '9999-12-31 23:00:00+00', '2026-11-20 12:25:00+00');
+"""
+
+
+class SqlWarehouse:
+    """Makes a warehouse of one kind from SQL statements: a DuckDB file or a PostgreSQL database
+    (created and dropped by the ``pg_databases`` fixture)."""
+
+    def __init__(self, kind: str, tmp_path: Path, pg_databases) -> None:
+        self.kind, self.tmp_path, self.pg_databases = kind, tmp_path, pg_databases
+
+    def __call__(self, sql: str) -> Location:
+        if self.kind == "duckdb":
+            path = self.tmp_path / "warehouse.duckdb"
+            with duckdb.connect(str(path)) as conn:
+                conn.execute("set timezone = 'UTC'")
+                conn.execute(sql)
+            return Location.parse(str(path))
+        import psycopg
+
+        dsn = self.pg_databases.new("wh")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("set timezone = 'UTC'")
+            conn.execute(sql)
+        return Location.parse(dsn)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def sql_warehouse(request, tmp_path, pg_databases) -> SqlWarehouse:
+    return SqlWarehouse(request.param, tmp_path, pg_databases)
+
+
+def suite_with(tmp_path: Path, base: str, name: str, extra: list[dict]):
+    """A copy of a suite file with more expectations (appended), under another name."""
+    data = json.loads(SUITES[base].path.read_text())
+    data["name"] = name
+    data["expectations"] += extra
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return load_suite(path)
+
+
+def test_infinite_timestamps_fail_their_expectations_and_hide_nothing(sql_warehouse, runner):
+    """infinity/-infinity in created_at: the read does not crash (psycopg cannot make datetimes of
+    them, DuckDB's reach pandas as year 294247); the created_at expectations fail naming them,
+    with the rows; the duplicated id is still found; the other expectations pass."""
+    spec = SUITES["raw_system_events"]
+    result = run_suite(sql_warehouse(ODD_EVENTS_SQL), spec, now=NOW, runner=runner)
+    assert result.error is None, result.error
+    assert result.rows_validated == 9
+    assert (result.n_expectations, result.n_passed, result.n_failed) == (8, 4, 4), result.summary()
+    assert sorted(f"{f.type}({f.column})" for f in result.failures) == [
+        "expect_column_max_to_be_between(created_at)", "expect_column_values_to_be_between(created_at)",
+        "expect_column_values_to_be_unique(id)", "expect_column_values_to_not_be_null(created_at)"]
+    reason = "created_at: 2 rows hold timestamps pandas cannot represent (infinity, -infinity)"
+    assert result.unrepresentable == {"created_at": reason}
+
+    between = result.failure("expect_column_values_to_be_between", "created_at")
+    assert between.reason == reason and between.exception is None
+    assert between.unexpected_count == 4  # infinity, -infinity, 1969, 9999
+    assert between.sample_values[:2] == ["infinity", "-infinity"]
+    assert "1969-07-20T20:17:00+00:00" in between.sample_values
+    assert [(r["id"], r["created_at"]) for r in between.sample_rows[:2]] == [("e4", "infinity"), ("e5", "-infinity")]
+    assert {r["id"] for r in between.sample_rows} == {"e4", "e5", "e7", "e8"}
+
+    not_null = result.failure("expect_column_values_to_not_be_null", "created_at")
+    assert not_null.reason == reason and not_null.unexpected_count == 2  # read as NULL: counted once
+    assert not_null.sample_values == ["infinity", "-infinity"]
+    freshness = result.failure("expect_column_max_to_be_between", "created_at")
+    assert freshness.reason == reason  # GX alone passes it: the newest readable time is year 9999
+    assert freshness.observed_value.startswith("9999-12-31T23:00:00")
+
+    unique = result.failure("expect_column_values_to_be_unique", "id")
+    assert unique.reason is None and unique.exception is None and unique.unexpected_count == 2
+    assert {r["id"] for r in unique.sample_rows} == {"e1"}
+    for expectation in ("expect_table_row_count_to_be_between", "expect_column_values_to_be_in_set"):
+        assert result.failure(expectation) is None  # evaluated and passed (odd text, NULL severities)
+
+    from orchestration.defs.quality.gx_checks import check_metadata
+
+    meta = check_metadata(spec, result, None)
+    assert meta["expectations_failed"].value == 4 and meta["expectations_passed"].value == 4
+    assert meta["unrepresentable_values"].value == {"created_at": reason}
+    assert "2 rows hold timestamps pandas cannot represent (infinity, -infinity)" in meta["failing_expectations"].value
+    assert meta["sample_failing_rows"].value["expect_column_values_to_be_between(created_at)"][0]["created_at"] \
+        == "infinity"
+
+
+def write_suite(tmp_path: Path, name: str, relation: str, select: str, expectations: list[dict],
+                parameters: dict | None = None):
+    data = {"name": name, "expectations": expectations, "meta": {"ops_warehouse": {
+        "relation": relation, "select": select, "rows": "all", "parameters": parameters or {}}}}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return load_suite(path)
+
+
+def test_dates_and_timestamps_beyond_python_years_are_read(tmp_path, sql_warehouse, runner):
+    """Infinite, BC and year-10000 values next to NULLs, 1900 and year 9999, in date and timestamptz
+    columns: the read keeps every row; the expectations on the two odd columns fail naming their
+    values, the ones on ordinary columns report as usual (1969 read exactly)."""
+    bc = "0044-03-15 BC" if sql_warehouse.kind == "postgres" else "0044-03-15 (BC)"
+    location = sql_warehouse(f"""
+        create schema raw;
+        create table raw.odd_times (id varchar, d date, ts timestamptz, early timestamptz);
+        insert into raw.odd_times values
+            ('a', 'infinity', '10000-01-01 00:00:00+00', '1900-01-01 00:00:00+00'),
+            ('b', '1900-01-01', '9999-12-31 23:00:00+00', '1969-07-20 20:17:00+00'),
+            ('c', null, null, null),
+            ('d', '{bc}', '-infinity', '1950-01-01 00:00:00+00');""")
+    expectations = [
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 4, "max_value": 4}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "d"}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "ts"}},
+        {"type": "expect_column_max_to_be_between",
+         "kwargs": {"column": "early", "min_value": {"$PARAMETER": "epoch"}}},
+    ]
+    spec = write_suite(tmp_path, "odd_times", "raw.odd_times", "select id, d, ts, early from raw.odd_times order by id",
+                       expectations, parameters={"epoch": {"at": "1970-01-01T00:00:00Z"}})
+    result = run_suite(location, spec, now=NOW, runner=runner)
+    assert result.error is None, result.error
+    assert (result.rows_validated, result.n_expectations, result.n_passed) == (4, 5, 2), result.summary()
+    assert set(result.unrepresentable) == {"d", "ts"}
+
+    dates = result.failure("expect_column_values_to_not_be_null", "d")
+    assert dates.reason == f"d: 2 rows hold dates pandas cannot represent (infinity, {bc})"
+    assert dates.unexpected_count == 3  # the two odd dates and the NULL
+    assert [(r["id"], r["d"]) for r in dates.sample_rows[:2]] == [("a", "infinity"), ("d", bc)]
+    times = result.failure("expect_column_values_to_be_unique", "ts")
+    assert times.reason == "ts: 2 rows hold timestamps pandas cannot represent (10000-01-01 00:00:00+00, -infinity)"
+    assert times.unexpected_count == 2
+    early = result.failure("expect_column_max_to_be_between", "early")
+    assert early.reason is None and early.observed_value == "1969-07-20T20:17:00+00:00"
+
+
+def test_an_expectation_that_cannot_be_evaluated_fails_alone(tmp_path, sql_warehouse, runner):
+    """A column missing from the relation (GX catches it per expectation) and an undefined
+    $PARAMETER (GX stops the whole suite run: the expectations then run one by one): each of those
+    fails with its error text; the other expectations are still evaluated (a duplicated id fails)."""
+    location = sql_warehouse(ODD_EVENTS_SQL.split("    ('e4'")[0] + """
+        ('e1', 'job_started', 'notice', '2026-11-20 08:00:00+00', '2026-11-20 12:25:00+00');""")
+    spec = suite_with(tmp_path, "raw_system_events", "events_broken", [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "no_such_column"}},
+        {"type": "expect_column_min_to_be_between",
+         "kwargs": {"column": "created_at", "max_value": {"$PARAMETER": "undefined_limit"}}},
+    ])
+    result = run_suite(location, spec, now=NOW, runner=runner)
+    assert result.error is None, result.error
+    assert (result.rows_validated, result.n_expectations, result.n_passed) == (5, 10, 7), result.summary()
+    missing = result.failure("expect_column_values_to_not_be_null", "no_such_column")
+    assert missing.exception and "no_such_column" in missing.exception and missing.unexpected_count is None
+    unparameterised = result.failure("expect_column_min_to_be_between", "created_at")
+    assert unparameterised.exception and "undefined_limit" in unparameterised.exception
+    unique = result.failure("expect_column_values_to_be_unique", "id")
+    assert unique.exception is None and unique.unexpected_count == 2
+    assert result.failed_types() == ["expect_column_values_to_be_unique", "expect_column_values_to_not_be_null",
+                                     "expect_column_min_to_be_between"]  # the suite's order
+
+    from orchestration.defs.quality.gx_checks import check_metadata
+
+    meta = check_metadata(spec, result, None)
+    assert set(meta["expectation_errors"].value) == {"expect_column_values_to_not_be_null(no_such_column)",
+                                                     "expect_column_min_to_be_between(created_at)"}
+    assert "error: " in meta["failing_expectations"].value and meta["expectations_failed"].value == 3
+
+
+def test_unreadable_rows_are_a_failed_result(tmp_path, sql_warehouse, runner):
+    """A missing relation or an SQL error in the select: a failed result naming it, no exception."""
+    location = sql_warehouse("create schema raw; create table raw.odd_times (id varchar);")
+    missing = run_suite(location, SUITES["raw_system_events"], now=NOW, runner=runner)
+    assert not missing.passed and "system_events" in missing.error and missing.n_expectations == 0
+    spec = write_suite(tmp_path, "bad_select", "raw.odd_times", "select id, no_such_column from raw.odd_times",
+                       [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}}])
+    bad = run_suite(location, spec, now=NOW, runner=runner)
+    assert not bad.passed and "no_such_column" in bad.error
+
+
+def test_validate_frame_with_infinity_read_by_pandas(runner):
+    """A frame DuckDB gave pandas as is (infinity -> year 294247): validated as given, the infinite
+    times are reported, not taken as the newest event."""
+    conn = duckdb.connect()
+    conn.execute("set timezone = 'UTC'")
+    frame = conn.execute("""
+        select 'e' || range as id, 'job_started' as event_type, 'info' as severity_raw, 'info' as severity,
+               case range when 0 then 'infinity'::timestamptz
+                          else timestamptz '2026-11-20 09:00:00+00' + to_minutes(range) end as created_at,
+               timestamptz '2026-11-20 12:25:00+00' as _loaded_at
+        from range(4)""").df()
+    conn.close()
+    assert frame.created_at.iloc[0].year == 294247
+    result = gx_suites.validate_frame(SUITES["raw_system_events"], frame, now=NOW, runner=runner)
+    freshness = result.failure("expect_column_max_to_be_between", "created_at")
+    assert freshness.reason == "created_at: 1 row holds timestamps pandas cannot represent (infinity)"
+    assert freshness.observed_value == "2026-11-20T09:03:00+00:00"  # the 3-h-old newest real time
+    assert result.n_failed == 3 and result.n_passed == 5
+
+
 # ----------------------------------------------------------------------------- Dagster
 
 
@@ -314,7 +531,7 @@ def test_dagster_checks_on_a_simulated_warehouse(tmp_path):
     from orchestration.lib.extract.engine import extract_all
     from orchestration.lib.simulator import simulate
 
-    end = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
+    end = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
     source, warehouse = Location.parse(str(tmp_path / "source.duckdb")), Location.parse(str(tmp_path / "wh.duckdb"))
     simulate(source, days=1, seed=1, end=end, truth_path=tmp_path / "truth.json")
     extract_all(source, warehouse)

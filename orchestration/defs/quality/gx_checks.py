@@ -4,7 +4,9 @@ One asset check per suite file, named ``gx_<suite name>``, on the asset that wri
 relation (``raw.<t>`` -> ``raw/<t>``, dbt models -> ``<model>``). GX Core is called directly
 (orchestration/lib/quality/gx_suites.py; dagster-ge does not support GX 1.x). A failing check
 is a warning unless the suite says ``"severity": "ERROR"``; its metadata lists the failing
-expectations, sample rows, the relation and row selection, and the Data Docs index.
+expectations (with the error of any that could not be evaluated, and the values read as NULL
+because pandas cannot hold them, such as timestamptz ``infinity``), sample rows, the relation and
+row selection, and the Data Docs index.
 
 Wire with ``gx_asset_checks`` (a list of AssetChecksDefinition) in ``Definitions(asset_checks=…)``.
 """
@@ -19,13 +21,13 @@ import dagster as dg
 
 from orchestration.defs.resources import OpsLocations
 from orchestration.lib.quality import gx_suites
-from orchestration.lib.quality.gx_suites import SuiteResult, SuiteSpec
+from orchestration.lib.quality.gx_suites import FailedExpectation, SuiteResult, SuiteSpec
 
 Clock = Callable[[], dt.datetime]
 
 
 def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _cell(value) -> str:
@@ -34,23 +36,38 @@ def _cell(value) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+def _unrepresentable_markdown(result: SuiteResult) -> str:
+    if not result.unrepresentable:
+        return ""
+    return "\n\n**Read as NULL (not representable):** " + "; ".join(
+        _cell(reason) for reason in result.unrepresentable.values())
+
+
+def _observed(f: FailedExpectation) -> str:
+    """The observed cell: the error if the expectation could not be evaluated, else the reason
+    it fails besides GX's verdict (odd values) and GX's observed value."""
+    if f.exception:
+        return f"error: {_cell(f.exception)}"
+    observed = _cell(f.observed_value) if f.observed_value is not None else ""
+    if f.reason:
+        return f"**{_cell(f.reason)}**" + (f"; {observed}" if observed else "")
+    return observed
+
+
 def failures_markdown(result: SuiteResult) -> str:
     if result.error:
         return f"**The rows could not be read:** `{_cell(result.error)}`"
     if not result.failures:
-        return f"All {result.n_expectations} expectations passed."
+        return f"All {result.n_expectations} expectations passed." + _unrepresentable_markdown(result)
     lines = ["| expectation | column | unexpected | observed | bounds / set | sample values |",
              "|---|---|---|---|---|---|"]
     for f in result.failures:
         bounds = {k: v for k, v in f.kwargs.items() if k not in ("column", "column_list")}
         unexpected = (f"{f.unexpected_count} ({f.unexpected_percent or 0:.3g}%)"
                       if f.unexpected_count is not None else "")
-        observed = _cell(f.observed_value) if f.observed_value is not None else ""
-        if f.exception:
-            observed = f"error: {_cell(f.exception)}"
-        lines.append(f"| `{f.type}` | {f.column or ''} | {unexpected} | {observed} | {_cell(bounds)} | "
+        lines.append(f"| `{f.type}` | {f.column or ''} | {unexpected} | {_observed(f)} | {_cell(bounds)} | "
                      f"{_cell(f.sample_values) if f.sample_values else ''} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + _unrepresentable_markdown(result)
 
 
 def check_metadata(spec: SuiteSpec, result: SuiteResult, docs_index: Path | None) -> dict:
@@ -73,6 +90,11 @@ def check_metadata(spec: SuiteSpec, result: SuiteResult, docs_index: Path | None
         meta["data_docs"] = dg.MetadataValue.path(str(docs_index))
     if result.error:
         meta["error"] = dg.MetadataValue.text(result.error)
+    errors = {f"{f.type}({f.column or ''})": f.exception for f in result.failures if f.exception}
+    if errors:  # expectations that could not be evaluated, with GX's or Python's error
+        meta["expectation_errors"] = dg.MetadataValue.json(errors)
+    if result.unrepresentable:  # column -> values read as NULL, e.g. timestamptz infinity
+        meta["unrepresentable_values"] = dg.MetadataValue.json(result.unrepresentable)
     return meta
 
 
