@@ -20,6 +20,14 @@ def add_parser(subparsers) -> None:
     inc.add_argument("--seed", type=int, default=3)
     inc.add_argument("--json", dest="json_path", help="also write the figures to this file")
     inc.set_defaults(func=_incremental)
+    cc = sub.add_parser("change-capture", help="the hourly extract's extra cost of the hot window and of the "
+                                               "full reconcile, at the month's volume and a multiple of it")
+    cc.add_argument("--days", type=float, default=30, help="days simulated")
+    cc.add_argument("--scales", default="1,10", help="comma-separated volume multiples (default 1,10)")
+    cc.add_argument("--seed", type=int, default=3)
+    cc.add_argument("--json", dest="json_path", help="also write the figures to this file")
+    cc.add_argument("--pg-dsn", help="admin DSN used to create scratch databases")
+    cc.set_defaults(func=_change_capture)
     det = sub.add_parser("detection", help="anomaly scorer vs static threshold and z-score on "
                                            "simulated incidents (precision, recall)")
     det.add_argument("--days", type=float, default=60, help="days simulated")
@@ -38,6 +46,12 @@ def _incremental(args: argparse.Namespace) -> int:
     from orchestration.lib.bench.incremental_bench import main
 
     return main(args.small, args.large, args.seed, args.json_path)
+
+
+def _change_capture(args: argparse.Namespace) -> int:
+    from orchestration.lib.bench.change_capture_bench import main
+
+    return main(args.days, [float(s) for s in args.scales.split(",")], args.seed, args.json_path, args.pg_dsn)
 
 
 def _detection(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from orchestration.lib.bench import write_figures
 from orchestration.lib.extract import readers
 from orchestration.lib.extract.engine import ExtractRequest, extract_table
 from orchestration.lib.extract.raw_schema import TABLES, raw_table_ddl
+from orchestration.lib.extract.source import SourceRelation, inspect_columns, plan_read
 from orchestration.lib.settings import Location
 from orchestration.lib.source.schema import create_source_schema
 
@@ -69,9 +70,12 @@ def run_extract_bench(rows: int, admin_dsn: str, workdir: Path) -> dict:
             conn.execute("vacuum analyze system_events")
 
         spec = TABLES["system_events"]
-        with psycopg.connect(source.dsn) as conn:
-            cols = readers.source_columns(conn, source, "system_events")
-        select = readers.source_query(spec, cols, "postgres", '"system_events"', None, None)
+        session = readers.PostgresArrowSession(source)
+        relation = SourceRelation.for_spec(spec)
+        plan = plan_read(spec, relation, inspect_columns(session.rows, relation, True), True)
+        # the baselines copy the same columns (jsonb printed as text), without our row hash
+        select = (f"select {', '.join(f'{plan.value(c)} as {chr(34)}{c}{chr(34)}' for c in spec.column_names)} "
+                  f"from {relation.ref(True)}")
 
         figures: dict = {"rows": rows}
         copy_file = workdir / "system_events.copy"
@@ -85,8 +89,9 @@ def run_extract_bench(rows: int, admin_dsn: str, workdir: Path) -> dict:
         bare = duckdb.connect(str(workdir / "bare.duckdb"))
         bare.execute("create table bare (" + ", ".join(f'"{c.name}" {c.type}' for c in spec.columns) + ")")
         t = time.perf_counter()
-        readers.arrow_postgres_to_duckdb(source.dsn, bare, select, "insert into bare select * from {relation}", None)
+        session.stream_into_duckdb(bare, select, "insert into bare select * from {relation}", None)
         figures["adbc_stream_to_bare_duckdb_table_s"] = time.perf_counter() - t
+        session.close()
         bare.close()
 
         duck = Location.parse(str(workdir / "bench_warehouse.duckdb"))

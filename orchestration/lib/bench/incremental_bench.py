@@ -59,10 +59,11 @@ def _build_history(month: Location, target: Path, history_rows: int) -> int:
         while (remaining := history_rows - copy * per_copy) > 0:
             shift = f"interval '{copy * REPLICA_SHIFT_DAYS} days'"
             conn.execute(f"""
-                insert into raw.system_events
+                insert into raw.system_events (id, event_type, event_data, metadata, severity, message, component,
+                                               "timestamp", created_at, _loaded_at, _row_hash, _deleted_at)
                 select case when {copy} = 0 then id else id || '-' || {copy} end, event_type, event_data, metadata,
                        severity, message, component, "timestamp" - {shift}, created_at - {shift},
-                       created_at - {shift} + interval '1 minute', null  -- as if loaded as it came
+                       created_at - {shift} + interval '1 minute', _row_hash, null  -- as if loaded as it came
                 from month.raw.system_events where created_at < timestamptz '{cut.isoformat()}'
                 order by created_at desc limit {min(remaining, per_copy)}""")
             copy += 1
@@ -77,8 +78,8 @@ def _land_new_hour(month: Location, target: Path) -> int:
     try:
         conn.execute(f"attach '{month.path}' as month (read_only)")
         conn.execute(f"""
-            insert into raw.system_events
-            select * exclude (_loaded_at, _deleted_at), now(), null from month.raw.system_events
+            insert into raw.system_events by name
+            select * replace (now() as _loaded_at) from month.raw.system_events
             where created_at >= timestamptz '{cut.isoformat()}'""")
         return conn.execute(
             f"select count(*) from raw.system_events where created_at >= timestamptz '{cut.isoformat()}'"
