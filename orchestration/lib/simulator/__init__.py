@@ -27,10 +27,29 @@ source) and, for PostgreSQL, to ``sim_truth.incidents`` in the same database. Th
     late_commit                  the writing job            writer, delay_seconds, event_ids
     deleted_verification_failed  verification_failed        event_ids, deleted_after_seconds
 
+After the incidents the file holds one record per habit of the bot's writers that breaks a naive
+extraction (``habits.py``; ``bot_habits=False`` turns them off). They span the whole period, are
+named ``habit-<kind>``, and are kept out of ``SimulationSummary.incidents`` (``.habits``), since
+no detector is scored on them:
+
+    kind               subject                                     details
+    stale_updated_at   content_generation_metadata_comprehensive   count, sites_without_updated_at,
+                                                                   by_call_site, changed_at {decision
+                                                                   id: latest status change}
+    deleted_decisions  content_generation_metadata_comprehensive   count, decisions [decision_id,
+                                                                   deleted_at, reason]
+    backdated_events   system_events                               count, days_late, events [id,
+                                                                   event_type, writer, created_at,
+                                                                   committed_at, delay_seconds]
+    poison_payloads    system_events                               count, payload_type, stored, events
+                                                                   [id, created_at, problem, stored]
+    bad_event_times    system_events                               count, events [id, reason,
+                                                                   happened_at, timestamp_null]
+
 Layout: ``model.py`` (time, ids, jobs, decisions, heartbeats), ``catalogue.py`` (event families,
-reasons, error texts), ``incidents.py`` (planning and lookups), ``generate.py`` (the event loop),
-``jobs.py`` / ``posting.py`` / ``background.py`` (what happens), ``writers.py`` (bulk writes),
-``simulate.py``, ``follow.py``, ``cli.py``.
+reasons, error texts), ``incidents.py`` (planning and lookups), ``habits.py`` (the writers' habits),
+``generate.py`` (the event loop), ``jobs.py`` / ``posting.py`` / ``background.py`` (what happens),
+``writers.py`` (bulk writes), ``simulate.py``, ``follow.py``, ``cli.py``.
 """
 
 from orchestration.lib.simulator.follow import FollowSummary, follow

@@ -28,6 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--incidents-to", help="inject incidents only before this instant, ISO 8601")
     p.add_argument("--incidents-per-day", type=float, default=0.8,
                    help="incident density (default 0.8; 8 kinds, so 8/7 in one week = one of each)")
+    p.add_argument("--no-bot-habits", action="store_true",
+                   help="leave out the bot's habits that break naive extraction (status changes without "
+                        "updated_at, deleted decisions, back-dated events, poison payloads, bad times)")
+    p.add_argument("--payload-type", choices=("jsonb", "json"), default="jsonb",
+                   help="PostgreSQL: type of system_events' payload columns when the tables are created "
+                        "(default jsonb as the bot's migrations leave it; json also keeps poison payloads)")
     p.add_argument("--truth", type=Path, help="where to write the incidents' ground truth (JSON)")
     p.add_argument("--append", action="store_true", help="append to the tables instead of recreating them")
     p.add_argument("--follow", action="store_true",
@@ -54,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         truth_path=args.truth, reset=not args.append, scale=args.scale, incidents=not args.no_incidents,
         incidents_from=end_from_iso(args.incidents_from) if args.incidents_from else None,
         incidents_to=end_from_iso(args.incidents_to) if args.incidents_to else None,
-        incidents_per_day=args.incidents_per_day,
+        incidents_per_day=args.incidents_per_day, bot_habits=not args.no_bot_habits,
+        payload_type=args.payload_type,
     )
     days = f"{args.days:g} day{'' if args.days == 1 else 's'}"
     print(f"simulated {days} [{summary.start.isoformat()} .. {summary.end.isoformat()}) "
@@ -63,9 +70,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {table:<45} {count:>10,} rows")
     if summary.deleted_events:
         print(f"  {'(verification_failed rows deleted by the guard)':<45} {summary.deleted_events:>10,}")
+    if summary.deleted_decisions:
+        print(f"  {'(decisions deleted by maintenance scripts)':<45} {summary.deleted_decisions:>10,}")
     per_kind = summary.incidents_per_kind()
     print(f"incidents: {len(summary.incidents)}"
           + (" (" + ", ".join(f"{kind} {n}" for kind, n in per_kind.items()) + ")" if per_kind else ""))
+    habits = summary.habit_counts()
+    if habits:
+        print("bot habits: " + ", ".join(f"{kind} {n}" for kind, n in habits.items()))
     print(f"ground truth: {summary.truth_path}"
           + (" and sim_truth.incidents" if target.is_postgres else ""))
     return 0

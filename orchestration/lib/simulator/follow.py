@@ -66,7 +66,8 @@ def follow(target: Location, *, rate_per_second: float, seed: int,
 
 def _one_day_of_events(seed: int) -> list[Template]:
     end = default_end()
-    timeline = Timeline(seed=seed, start=to_us(end) - DAY, end=to_us(end), incidents=False)
+    # no habits: their odd rows (poison payloads, bad times) would be replayed as ordinary ones
+    timeline = Timeline(seed=seed, start=to_us(end) - DAY, end=to_us(end), incidents=False, bot_habits=False)
     events = [e for chunk in timeline.chunks() for e in chunk.events]
     events.sort(key=lambda e: e[8])
     return [e[1:7] for e in events]

@@ -5,8 +5,9 @@ occurrences, incident steps). Actions emit rows; the engine hands them out in ch
 simulated time so memory stays bounded. High-frequency telemetry (daemon ticks, health checks),
 which depends on nothing else, is produced per chunk on a fast path.
 
-Determinism: one seeded stream drives the actions, in heap order; telemetry, incident planning
-and deploys have their own streams. Nothing depends on what is written where.
+Determinism: one seeded stream drives the actions, in heap order; telemetry, incident planning,
+deploys and the bot's habits (habits.py) have their own streams. Nothing depends on what is
+written where.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from orchestration.lib.simulator import background, jobs
 from orchestration.lib.simulator import catalogue as cat
+from orchestration.lib.simulator.habits import Habits
 from orchestration.lib.simulator.incidents import INCIDENTS_PER_DAY, IncidentBook, plan_incidents
 from orchestration.lib.simulator.model import (
     DAY,
@@ -68,7 +70,7 @@ class Deploy:
 class Timeline:
     def __init__(self, *, seed: int, start: int, end: int, scale: float = 1.0,
                  incidents: bool = True, incident_span: tuple[int, int] | None = None,
-                 incidents_per_day: float = INCIDENTS_PER_DAY) -> None:
+                 incidents_per_day: float = INCIDENTS_PER_DAY, bot_habits: bool = True) -> None:
         if end <= start:
             raise ValueError("the simulated period is empty: days must be > 0")
         span_start, span_end = incident_span or (start, end)
@@ -86,6 +88,7 @@ class Timeline:
                                  incidents_per_day) if incidents else []
         self.book = IncidentBook(planned)
         self.deploys = self._plan_deploys(random.Random(f"{seed}:deploys"))
+        self.habits = Habits(seed=seed, start=start, end=end, enabled=bot_habits)
         self.deploy_times = [d.at for d in self.deploys]
 
         self.out = Chunk()
@@ -132,9 +135,11 @@ class Timeline:
                 self.now = at
                 action(*args)
             self._telemetry(lo, hi)
+            self.out.events.extend(self.habits.events_between(lo, hi))
             chunk, self.out = self.out, Chunk()
             yield chunk
             lo = hi
+        self.habits.after_run(self.decisions)
 
     # -- emitting ------------------------------------------------------------------------------
 
@@ -153,6 +158,8 @@ class Timeline:
             if late is not None:
                 commit_at = at + late.details["delay_seconds"] * SECOND
                 late.details["event_ids"].append(event_id)
+        if at >= self.habits.next_backdate_due and self.writer is not None and commit_at == at:
+            commit_at = self.habits.commit_late(event_id, event_type, self.writer, at)
         self.out.events.append((
             event_id, event_type, None if in_metadata else text, text if in_metadata else None,
             severity, message, component, at, at, commit_at,
@@ -326,8 +333,9 @@ class Timeline:
             },
             is_test_post=rng.random() < 0.01,
             thread_length=thread_length,
+            every_change_sets_updated_at=not self.habits.enabled,
         )
-        decision.change(at, status="queued", scheduled_at=scheduled_at, retry_count=0)
+        decision.change(at, "insert", status="queued", scheduled_at=scheduled_at, retry_count=0)
         self.decisions.append(decision)
         return decision
 

@@ -67,9 +67,9 @@ def plan(tl: Timeline, spec: JobSpec, at: int, outcome: Outcome, duration: int) 
         decision = tl.new_decision(created, decision_type, created + rng.randint(5, 60) * MINUTE)
         if rng.random() < 0.08:  # the quality gate rejects it at birth
             skipped += 1
-            decision.change(created + 50_000, status="skipped",
+            decision.change(created + 50_000, "quality_gate_skipped", status="skipped",
                             skip_reason=rng.choice(QUALITY_SKIP_REASONS))
-            decision.change(created + 2 * DAY, status="archived")
+            decision.change(created + 2 * DAY, "quality_archived", status="archived")
             continue
         tl.content_queue.append(decision)
         if rng.random() < 0.01:
@@ -81,9 +81,9 @@ def plan(tl: Timeline, spec: JobSpec, at: int, outcome: Outcome, duration: int) 
 
 
 def _cancel(tl: Timeline, decision: Decision) -> None:
-    if decision.status != "queued" or decision.history[-1][0] > tl.now:
+    if decision.status != "queued" or decision.history[-1].at > tl.now:
         return
-    decision.change(tl.now, status="cancelled", skip_reason="cancelled_by_operator")
+    decision.change(tl.now, "cancelled", status="cancelled", skip_reason="cancelled_by_operator")
     tl.content_queue.remove(decision)
     tl.emit(tl.now, "decision_cancelled", "info", {"decision_id": decision.decision_id,
                                                    "reason": "cancelled_by_operator"},
@@ -269,14 +269,14 @@ def tweet_id_recovery(tl: Timeline, spec: JobSpec, at: int, outcome: Outcome, du
         return
     rng = tl.rng
     when = at + duration
-    due = [d for d in tl.recovery_pending if d.history[-1][0] + 10 * MINUTE <= at]
+    due = [d for d in tl.recovery_pending if d.history[-1].at + 10 * MINUTE <= at]
     recovered = 0
     for decision in due:
         if rng.random() >= 0.5:
             continue
         tweet_id, posted_at = tl.pending_posts.pop(decision.decision_id, (None, decision.posted_at))
         tweet_id = tweet_id or snowflake(posted_at or when, rng)
-        decision.change(when, status="posted", posted_at=posted_at, tweet_id=tweet_id,
+        decision.change(when, "tweet_id_recovered", status="posted", posted_at=posted_at, tweet_id=tweet_id,
                         error_message=None)
         tl.recovery_pending.remove(decision)
         recovered += 1

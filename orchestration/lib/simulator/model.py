@@ -12,7 +12,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
@@ -21,6 +21,9 @@ DAY = 24 * HOUR
 
 TWITTER_EPOCH_MS = 1_288_834_974_657
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# timestamptz 'infinity': DuckDB stores it as the largest int64, so an Arrow timestamp of this
+# value lands as 'infinity' there; the PostgreSQL writer spells it out (writers.py)
+INFINITY = 2**63 - 1
 
 
 def to_us(moment: datetime) -> int:
@@ -160,6 +163,36 @@ DECISION_COLUMNS = (
 # Fields the engine reads back while simulating (the others are only written out).
 LIVE_DECISION_FIELDS = frozenset({"status", "scheduled_at", "posted_at", "tweet_id", "retry_count"})
 
+# The places in the bot's code that write a decision, and whether each sets updated_at. No
+# trigger maintains it, and 62 of the bot's 128 update calls on the table leave it alone: so do
+# 7 of these 14 updates (the insert sets it through the column default).
+UPDATE_SITES: dict[str, bool] = {
+    "insert": True,
+    "attempt_claimed": True,  # the claim stamps it, for the stuck-post watchdog
+    "post_success": True,
+    "post_null_tweet_id": False,
+    "failure_requeued": True,
+    "failure_final": False,
+    "blocked_226": False,
+    "db_write_failed": False,
+    "stuck_reset": True,
+    "stale_skipped": True,
+    "stale_archived": False,
+    "quality_gate_skipped": True,
+    "quality_archived": False,
+    "cancelled": True,
+    "tweet_id_recovered": False,
+}
+SITES_WITHOUT_UPDATED_AT = tuple(site for site, sets in UPDATE_SITES.items() if not sets)
+
+
+class Change(NamedTuple):
+    """One write of a decision row: when, which columns, and where in the bot's code."""
+
+    at: int
+    fields: dict[str, Any]
+    site: str
+
 
 @dataclass
 class Decision:
@@ -178,6 +211,8 @@ class Decision:
     features: dict[str, Any]
     is_test_post: bool
     thread_length: int = 1
+    # False models the bot: updated_at moves only at the call sites that set it (UPDATE_SITES)
+    every_change_sets_updated_at: bool = False
     # live state, as of the latest change the engine has made
     status: str = "queued"
     scheduled_at: int = 0
@@ -186,20 +221,31 @@ class Decision:
     retry_count: int = 0
     in_null_burst: bool = False
     recovery_pending: bool = False
-    history: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    history: list[Change] = field(default_factory=list)
 
-    def change(self, at: int, **fields: Any) -> None:
-        if self.history and at < self.history[-1][0]:
-            at = self.history[-1][0]  # updates never go back in time (as_of relies on the order)
+    def change(self, at: int, site: str, **fields: Any) -> None:
+        """Update the row at ``at`` from call site ``site`` (a key of UPDATE_SITES)."""
+        if site not in UPDATE_SITES:
+            raise KeyError(f"unknown decision update site {site!r}")
+        if self.history and at < self.history[-1].at:
+            at = self.history[-1].at  # updates never go back in time (as_of relies on the order)
         for name in LIVE_DECISION_FIELDS.intersection(fields):
             setattr(self, name, fields[name])
-        self.history.append((at, fields))
+        self.history.append(Change(at, fields, site))
+
+    def sets_updated_at(self, change: Change) -> bool:
+        return self.every_change_sets_updated_at or UPDATE_SITES[change.site]
 
     def touched_in(self, lo: int | None, hi: int | None) -> bool:
-        return any((lo is None or at >= lo) and (hi is None or at < hi) for at, _ in self.history)
+        """Whether any change (updated_at set or not: the row changes in place) falls in [lo, hi)."""
+        return any((lo is None or c.at >= lo) and (hi is None or c.at < hi) for c in self.history)
+
+    def changes_before(self, moment: int | None) -> list[Change]:
+        return [c for c in self.history if moment is None or c.at < moment]
 
     def state_as_of(self, moment: int | None) -> dict[str, Any] | None:
-        """The row as it stood just before ``moment`` (None: after all changes)."""
+        """The row as it stood just before ``moment`` (None: after all changes). Its updated_at
+        is the time of the latest change that set it (or created_at)."""
         if moment is not None and self.created_at >= moment:
             return None
         state: dict[str, Any] = {
@@ -207,11 +253,10 @@ class Decision:
             "thread_tweet_ids": None, "skip_reason": None, "error_message": None, "retry_count": 0,
         }
         updated_at = self.created_at
-        for at, fields in self.history:
-            if moment is not None and at >= moment:
-                break
-            state.update(fields)
-            updated_at = at
+        for change in self.changes_before(moment):
+            state.update(change.fields)
+            if self.sets_updated_at(change):
+                updated_at = change.at
         state["updated_at"] = updated_at
         return state
 
@@ -244,15 +289,22 @@ class SimulationSummary:
     incidents: list[dict[str, Any]]
     truth_path: Path | None
     seconds: float
+    # the bot's habits (habits.py): truth records like the incidents', kept apart from them
+    # because they are no behaviour for a detector to find
+    habits: list[dict[str, Any]] = field(default_factory=list)
+    deleted_decisions: int = 0
 
     def __str__(self) -> str:
         tables = ", ".join(f"{table} {count:,}" for table, count in self.rows.items())
         return (f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M} UTC, seed {self.seed}: "
-                f"{tables}; {len(self.incidents)} incidents; {self.seconds:.1f}s; "
-                f"truth in {self.truth_path}")
+                f"{tables}; {len(self.incidents)} incidents; {len(self.habits)} bot habits; "
+                f"{self.seconds:.1f}s; truth in {self.truth_path}")
 
     def incidents_per_kind(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for incident in self.incidents:
             counts[incident["kind"]] = counts.get(incident["kind"], 0) + 1
         return dict(sorted(counts.items()))
+
+    def habit_counts(self) -> dict[str, int]:
+        return {habit["kind"]: habit["details"]["count"] for habit in self.habits}

@@ -52,7 +52,7 @@ def run_queue(tl: Timeline, kind: QueueKind, at: int) -> None:
     _skip_stale(tl, queue, at)
     while posts and posts[0] <= at - HOUR:
         posts.popleft()
-    ready = sorted((d for d in queue if d.scheduled_at <= at and d.history[-1][0] <= at),
+    ready = sorted((d for d in queue if d.scheduled_at <= at and d.history[-1].at <= at),
                    key=lambda d: (d.scheduled_at, d.seq))
     # in these incident windows the queue drains everything ready (a catch-up), safeguards aside
     catch_up = tl.book.active("null_tweet_id_burst", at) or tl.book.effect_window(at)
@@ -80,10 +80,11 @@ def _queue_of(tl: Timeline, kind: QueueKind) -> tuple[list[Decision], deque[int]
 
 def _skip_stale(tl: Timeline, queue: list[Decision], at: int) -> None:
     """Decisions left waiting for hours (after a block) are skipped, as the real cleanup does."""
-    for decision in [d for d in queue if d.scheduled_at < at - STALE_AFTER and d.history[-1][0] <= at]:
+    for decision in [d for d in queue if d.scheduled_at < at - STALE_AFTER and d.history[-1].at <= at]:
         waited = (at - decision.scheduled_at) // MINUTE
-        decision.change(at, status="skipped", skip_reason=f"stale_decision: scheduled {waited} min ago")
-        decision.change(at + 2 * 24 * HOUR, status="archived")
+        decision.change(at, "stale_skipped", status="skipped",
+                        skip_reason=f"stale_decision: scheduled {waited} min ago")
+        decision.change(at + 2 * 24 * HOUR, "stale_archived", status="archived")
         queue.remove(decision)
 
 
@@ -139,7 +140,7 @@ def attempt(tl: Timeline, kind: QueueKind, decision: Decision, at: int) -> int:
     """Attempt one decision starting at ``at``; returns when the attempt ended."""
     rng = tl.rng
     number = decision.retry_count + 1
-    decision.change(at, status="posting")
+    decision.change(at, "attempt_claimed", status="posting")
     permit_id = tl.new_id()
     tl.emit(at, "posting_attempt_started", "info", {
         "decision_id": decision.decision_id, "decision_type": decision.decision_type,
@@ -224,7 +225,7 @@ def _succeeded(tl: Timeline, kind: QueueKind, decision: Decision, at: int, end: 
     if decision.decision_type == "thread":
         ids = [tweet_id] + [snowflake(end + i * 1_500_000, rng) for i in range(1, decision.thread_length)]
         thread_ids = json.dumps(ids)
-    decision.change(end, status="posted", posted_at=end, tweet_id=tweet_id,
+    decision.change(end, "post_success", status="posted", posted_at=end, tweet_id=tweet_id,
                     thread_tweet_ids=thread_ids, error_message=None)
     url = cat.tweet_url(tweet_id)
     duration_ms = (end - at) // 1000
@@ -260,8 +261,8 @@ def _note_post(tl: Timeline, kind: QueueKind, decision: Decision, end: int) -> N
 
 def _null_tweet_id(tl: Timeline, kind: QueueKind, decision: Decision, at: int, end: int, metrics: str,
                    failure: cat.PostFailure | None) -> None:
-    decision.change(end, status="posted", posted_at=end, tweet_id=None, thread_tweet_ids=None,
-                    error_message=None)
+    decision.change(end, "post_null_tweet_id", status="posted", posted_at=end, tweet_id=None,
+                    thread_tweet_ids=None, error_message=None)
     tl.emit(end, "POST_ID_CAPTURE_FAILED", "warning", {
         "decision_id": decision.decision_id, "decision_type": decision.decision_type,
         "primary_error": "CreateTweet response had no rest_id",
@@ -321,11 +322,11 @@ def _failed(tl: Timeline, kind: QueueKind, decision: Decision, at: int, end: int
     if effect is not None and failure is cat.PLAYWRIGHT_TIMEOUT:
         effect.details["effect_count"] += 1
     if failure.retryable and number < MAX_RETRIES:
-        decision.change(end, status="queued", retry_count=number, error_message=text[:500],
-                        scheduled_at=end + rng.randint(10, 30) * MINUTE)
+        decision.change(end, "failure_requeued", status="queued", retry_count=number,
+                        error_message=text[:500], scheduled_at=end + rng.randint(10, 30) * MINUTE)
     else:
         final = failure.final_status if not failure.retryable else "failed"
-        decision.change(end, status=final, retry_count=number, error_message=text[:500])
+        decision.change(end, "failure_final", status=final, retry_count=number, error_message=text[:500])
     if failure.code == "RATE_LIMITED_429":
         start_rate_limit(tl, end, decision)
 
@@ -358,7 +359,8 @@ def _blocked_226(tl: Timeline, kind: QueueKind, decision: Decision, at: int, end
     tl.emit(end, "CREATE_TWEET_226_BLOCKED", "warning", {
         "decision_id": decision.decision_id, "error_code": 226, "error": error,
     }, f"CreateTweet returned 226 for decision {decision.decision_id}; marking blocked")
-    decision.change(end, status="blocked", skip_reason="x_226_automated_request", error_message=error)
+    decision.change(end, "blocked_226", status="blocked", skip_reason="x_226_automated_request",
+                    error_message=error)
     _row(tl, kind, decision, at, kind.failure_status, None, error, metrics)
 
 
@@ -367,7 +369,7 @@ def _db_write_failed(tl: Timeline, kind: QueueKind, decision: Decision, at: int,
     tweet_id = snowflake(end, tl.rng)
     error = (f"update content_metadata set status='posted' where decision_id='{decision.decision_id}'"
              f" failed: canceling statement due to statement timeout")
-    decision.change(end, status="posting_attempt", error_message=error)
+    decision.change(end, "db_write_failed", status="posting_attempt", error_message=error)
     tl.pending_posts[decision.decision_id] = (tweet_id, end)
     tl.recovery_pending.append(decision)
     tl.track_error(end + 1000, "database_save_failed", error, component="database",
@@ -388,7 +390,7 @@ def _reset_stuck(tl: Timeline, decision: Decision) -> None:
     if decision.status != "posting":
         return
     error = "stuck in 'posting' for 30 minutes: reset by watchdog"
-    decision.change(tl.now, status="failed", error_message=error)
+    decision.change(tl.now, "stuck_reset", status="failed", error_message=error)
     tl.emit(tl.now, "stuck_post_reset", "warning", {"decision_id": decision.decision_id,
                                                     "stuck_minutes": 30, "error": error},
             f"Reset decision {decision.decision_id} stuck in posting for 30 minutes")

@@ -3,8 +3,11 @@
 The whole timeline [end - days, end) is always generated, so rows are identical whatever is
 written. A write window [write_from, write_to) selects rows by the moment they become visible
 (created_at, or for late-committed rows created_at + delay), upserts heartbeats and decisions to
-their state as of write_to, and applies the deletions that happened before write_to. Writing
-[a, b) then [b, c) therefore appends exactly what one write of [a, c) would have.
+their state as of write_to, and applies the deletions (events, decisions) that happened in the
+window. Writing [a, b) then [b, c) therefore leaves exactly what one write of [a, c) would have.
+
+With ``bot_habits`` (the default) the bot's writing habits are on (habits.py); the payload
+column type of the source decides which poison payloads can be stored at all.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from orchestration.lib.simulator.writers import (
     write_truth_file,
     write_truth_table,
 )
-from orchestration.lib.source.schema import SOURCE_TABLES, create_source_schema
+from orchestration.lib.source.schema import SOURCE_TABLES, create_source_schema, payload_column_type
 
 ROWS_PER_BATCH = 200_000
 
@@ -69,12 +72,16 @@ def simulate(
     incidents_from: datetime | None = None,
     incidents_to: datetime | None = None,
     incidents_per_day: float = INCIDENTS_PER_DAY,
+    bot_habits: bool = True,
+    payload_type: str = "jsonb",
 ) -> SimulationSummary:
     """Simulate ``days`` of the bot's life ending at ``end`` and write it into ``target``.
 
     Incidents are planned over [incidents_from, incidents_to) (default: the whole period) at
     ``incidents_per_day``; e.g. one week at 8/7 a day holds one incident of each kind (a bad
-    week) and leaves the rest of the period clean."""
+    week) and leaves the rest of the period clean. ``bot_habits=False`` turns off the habits
+    that break naive extraction (habits.py). ``payload_type`` ("jsonb", as the bot's migrations
+    leave it, or "json") is the type of a new PostgreSQL source's payload columns."""
     began = time.perf_counter()
     end = default_end() if end is None else end if end.tzinfo else end.replace(tzinfo=timezone.utc)
     end_us = to_us(end)
@@ -84,19 +91,22 @@ def simulate(
     span = (start_us if incidents_from is None else to_us(incidents_from),
             end_us if incidents_to is None else to_us(incidents_to))
     timeline = Timeline(seed=seed, start=start_us, end=end_us, scale=scale, incidents=incidents,
-                        incident_span=span, incidents_per_day=incidents_per_day)
+                        incident_span=span, incidents_per_day=incidents_per_day, bot_habits=bot_habits)
 
-    create_source_schema(target, drop_existing=reset)
+    create_source_schema(target, drop_existing=reset, payload_type=payload_type)
+    column_type = payload_column_type(target)
+    refused = timeline.habits.refused_ids(column_type)
     rows = dict.fromkeys(SOURCE_TABLES, 0)
     writer = open_writer(target)
     try:
         if reset:
             writer.defer_indexes(SYSTEM_EVENTS)
-        _load_chunks(writer, timeline, lo, hi, rows)
-        rows[DECISIONS.name] = _upsert_decisions(writer, timeline.decisions, lo, hi)
+        _load_chunks(writer, timeline, lo, hi, rows, refused)
+        deletions = timeline.habits.decision_deletions
+        rows[DECISIONS.name] = _upsert_decisions(writer, timeline.decisions, lo, hi, deletions)
         rows[JOB_HEARTBEATS.name] = _upsert_heartbeats(writer, timeline.jobs.values(), hi)
-        deleted = writer.delete_events([i for at, i in timeline.deletions
-                                        if (lo is None or at >= lo) and at < hi])
+        deleted = writer.delete_events([i for at, i in timeline.deletions if _within(at, lo, hi)])
+        deleted_decisions = writer.delete_decisions([d for d, (at, _) in deletions.items() if _within(at, lo, hi)])
         writer.finish_load()
     except BaseException:
         writer.abort()
@@ -104,14 +114,20 @@ def simulate(
     writer.close()
 
     records = timeline.book.records()
+    habits = timeline.habits.records(column_type)
     truth = truth_path or default_truth_path(target)
-    write_truth_file(truth, records)
+    write_truth_file(truth, records + habits)
     if target.is_postgres:
-        write_truth_table(target, records, reset=reset)
+        write_truth_table(target, records + habits, reset=reset)
     return SimulationSummary(
         start=from_us(start_us), end=end, seed=seed, rows=rows, deleted_events=deleted,
-        incidents=records, truth_path=truth, seconds=time.perf_counter() - began,
+        incidents=records, truth_path=truth, seconds=time.perf_counter() - began, habits=habits,
+        deleted_decisions=deleted_decisions,
     )
+
+
+def _within(moment: int, lo: int | None, hi: int) -> bool:
+    return (lo is None or moment >= lo) and moment < hi
 
 
 def _select(rows: list[Any], time_index: int, lo: int | None, hi: int) -> list[Any]:
@@ -122,11 +138,14 @@ def _select(rows: list[Any], time_index: int, lo: int | None, hi: int) -> list[A
 
 
 def _load_chunks(writer: SourceWriter, timeline: Timeline, lo: int | None, hi: int,
-                 rows: dict[str, int]) -> None:
-    """Append the chunks' rows that fall in the window, loading in the background."""
+                 rows: dict[str, int], refused: set[str]) -> None:
+    """Append the chunks' rows that fall in the window, loading in the background; events whose
+    payload the source's column refuses are left out (the bot's insert of them fails)."""
     pipeline = InsertPipeline()
     try:
         for chunk in timeline.chunks():
+            if refused:
+                chunk.events = [e for e in chunk.events if e[0] not in refused]
             for shape, table in _chunk_tables(chunk, lo, hi):
                 pipeline.submit(partial(writer.insert, shape, table))
                 rows[shape.name] += table.num_rows
@@ -157,11 +176,17 @@ def _upsert_heartbeats(writer: SourceWriter, jobs: Iterable[JobState], hi: int) 
     return len(rows)
 
 
-def _upsert_decisions(writer: SourceWriter, decisions: list[Decision], lo: int | None, hi: int) -> int:
-    """Decisions changed in the window, at their state as of the window's end."""
+def _upsert_decisions(writer: SourceWriter, decisions: list[Decision], lo: int | None, hi: int,
+                      deletions: dict[str, tuple[int, str]]) -> int:
+    """Decisions changed in the window (updated_at moved or not: rows change in place), at their
+    state as of the window's end; not those deleted by then (the bot's later updates of a
+    deleted row change nothing)."""
     rows = []
     for decision in decisions:
         if decision.created_at >= hi or not decision.touched_in(lo, hi):
+            continue
+        deleted = deletions.get(decision.decision_id)
+        if deleted is not None and deleted[0] < hi:
             continue
         state = decision.state_as_of(hi)
         assert state is not None

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from orchestration.lib.db import duckdb_connect, postgres_connect
 from orchestration.lib.settings import Location
+from orchestration.lib.simulator.model import INFINITY
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -96,6 +98,7 @@ class SourceWriter(Protocol):
     def insert(self, shape: TableShape, table: pa.Table) -> None: ...
     def upsert(self, shape: TableShape, table: pa.Table) -> None: ...
     def delete_events(self, ids: Sequence[str]) -> int: ...
+    def delete_decisions(self, decision_ids: Sequence[str]) -> int: ...
     def defer_indexes(self, shape: TableShape) -> None:
         """Drop secondary indexes for a bulk load into an empty table (finish_load rebuilds them)."""
     def finish_load(self) -> None:
@@ -119,7 +122,8 @@ class PostgresWriter:
 
     def _copy(self, target: str, columns: str, table: pa.Table) -> None:
         buffer = io.BytesIO()
-        pa_csv.write_csv(table, buffer, write_options=pa_csv.WriteOptions(include_header=False))
+        pa_csv.write_csv(_infinity_spelled_out(table), buffer,
+                         write_options=pa_csv.WriteOptions(include_header=False))
         statement = f"copy {target} ({columns}) from stdin (format csv)"
         with self.conn.cursor() as cur, cur.copy(statement) as copy:
             copy.write(buffer.getbuffer())
@@ -173,6 +177,13 @@ class PostgresWriter:
         if not ids:
             return 0
         cur = self.conn.execute("delete from system_events where id = any(%s::uuid[])", (list(ids),))
+        return cur.rowcount
+
+    def delete_decisions(self, decision_ids: Sequence[str]) -> int:
+        if not decision_ids:
+            return 0
+        cur = self.conn.execute(f"delete from {DECISIONS.name} where decision_id = any(%s::text[])",
+                                (list(decision_ids),))
         return cur.rowcount
 
     def end_batch(self) -> None:
@@ -242,6 +253,14 @@ class DuckDBWriter:
                           [list(ids)])
         return before - self.conn.execute("select count(*) from system_events").fetchone()[0]
 
+    def delete_decisions(self, decision_ids: Sequence[str]) -> int:
+        if not decision_ids:
+            return 0
+        deleted = self.conn.execute(
+            f"delete from {DECISIONS.name} where decision_id in (select unnest(?::varchar[])) returning 1",
+            [list(decision_ids)]).fetchall()
+        return len(deleted)
+
     def end_batch(self) -> None:
         if self.uncommitted >= self.ROWS_PER_COMMIT:
             self.conn.execute("commit")
@@ -285,6 +304,20 @@ class InsertPipeline:
         self._thread.join()
         if self._failure is not None:
             raise self._failure
+
+
+def _infinity_spelled_out(table: pa.Table) -> pa.Table:
+    """Timestamps at INFINITY as the text 'infinity' (Arrow's CSV writer would print a date
+    PostgreSQL refuses); only batches holding one pay for the conversion."""
+    for index, column_field in enumerate(table.schema):
+        if not pa.types.is_timestamp(column_field.type):
+            continue
+        column = table.column(index)
+        infinite = pc.equal(column.cast(pa.int64()), INFINITY)
+        if pc.any(infinite).as_py():
+            text = pc.if_else(infinite, "infinity", pc.cast(column, pa.string()))
+            table = table.set_column(index, pa.field(column_field.name, pa.string()), text)
+    return table
 
 
 def _excluded(shape: TableShape) -> str:

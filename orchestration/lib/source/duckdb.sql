@@ -47,6 +47,10 @@ create table if not exists content_generation_metadata_comprehensive (
     updated_at        timestamptz not null default current_timestamp
 );
 
+-- The code reaches the decisions through this view in most places.
+create or replace view content_metadata as
+    select * from content_generation_metadata_comprehensive;
+
 create table if not exists posting_attempts (
     id              varchar primary key default (uuid()::varchar),
     job_type        varchar not null default 'reply',

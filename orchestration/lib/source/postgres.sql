@@ -1,6 +1,8 @@
 -- The bot's operational tables as its migrations leave them (see shared/source-schema.md).
 -- Quirks kept on purpose: nullable severity without a working check, payload in event_data
 -- or metadata, job_heartbeats upserted in place, decisions updated in place.
+-- event_data and metadata are jsonb as the migrations leave them; create_source_schema(payload_type=
+-- "json") makes them json, which keeps payloads jsonb refuses (the escape \u0000).
 create extension if not exists pgcrypto;
 
 create table if not exists system_events (
@@ -51,6 +53,10 @@ create table if not exists content_generation_metadata_comprehensive (
     updated_at        timestamptz not null default now()
 );
 create index if not exists idx_cgmc_updated on content_generation_metadata_comprehensive (updated_at);
+
+-- The code reaches the decisions through this view in most places (drop table ... cascade drops it).
+create or replace view content_metadata as
+    select * from content_generation_metadata_comprehensive;
 
 create table if not exists posting_attempts (
     id              uuid primary key default gen_random_uuid(),
