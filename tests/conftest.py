@@ -115,12 +115,16 @@ def module_pg_databases(request) -> Iterator[PgDatabases]:
 
 
 class SimulatedWarehouses:
-    """30 simulated days (seed 5) in a PostgreSQL source, extracted into a DuckDB and a
-    PostgreSQL warehouse and built with ``build_marts`` (dbt build, template mining, the template
-    marts; as_of = the end of the data). ``builds`` holds each target's BuildResult."""
+    """30 simulated days (seed 5, the bot's writing habits on) in a PostgreSQL source, extracted
+    into a DuckDB and a PostgreSQL warehouse the way production would: a first load of all but the
+    last 12 hours, then those hours land and an incremental run (hot window) and the full
+    reconcile follow; built with ``build_marts`` (dbt build, template mining, the template marts;
+    as_of = the end of the data). ``builds`` holds each target's BuildResult, ``extracts`` the
+    ExtractResults of the last runs, ``habits`` the simulator's habit records."""
 
     def __init__(self, source, warehouses: dict, incidents: list[dict], as_of, end, days: int,
-                 builds: dict | None = None) -> None:
+                 builds: dict | None = None, habits: list[dict] | None = None,
+                 extracts: dict | None = None) -> None:
         self.source = source
         self.warehouses = warehouses
         self.incidents = incidents
@@ -128,6 +132,11 @@ class SimulatedWarehouses:
         self.end = end
         self.days = days
         self.builds = builds or {}
+        self.habits = habits or []
+        self.extracts = extracts or {}
+
+    def habit(self, kind: str) -> dict:
+        return next(h["details"] for h in self.habits if h["kind"] == kind)
 
     def query(self, kind: str, sql: str) -> list[tuple]:
         return query_location(self.warehouses[kind], sql)
@@ -148,7 +157,9 @@ def simulated_warehouses(tmp_path_factory) -> Iterator[SimulatedWarehouses]:
     from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime, timezone
 
-    from orchestration.lib.extract.engine import extract_all
+    from datetime import timedelta
+
+    from orchestration.lib.extract.engine import ExtractRequest, extract_all
     from orchestration.lib.settings import Location
     from orchestration.lib.simulator import simulate
 
@@ -156,15 +167,23 @@ def simulated_warehouses(tmp_path_factory) -> Iterator[SimulatedWarehouses]:
     tmp = tmp_path_factory.mktemp("simulated_month")
     try:
         end = datetime(2026, 9, 1, tzinfo=timezone.utc)
+        cut = end - timedelta(hours=12)
         days = 30
         source = Location.parse(dbs.new("src"))
-        summary = simulate(source, days=days, seed=5, end=end, truth_path=tmp / "truth.json")
+        simulate(source, days=days, seed=5, end=end, write_to=cut, truth_path=tmp / "truth.json")
         warehouses = {"duckdb": Location.parse(str(tmp / "warehouse.duckdb")),
                       "postgres": Location.parse(dbs.new("wh"))}
         for wh in warehouses.values():
-            extract_all(source, wh)
+            extract_all(source, wh)  # the first load
+        summary = simulate(source, days=days, seed=5, end=end, write_from=cut, write_to=end, reset=False,
+                           truth_path=tmp / "truth.json")
+        extracts = {}
+        for kind, wh in warehouses.items():
+            extract_all(source, wh)  # the hourly run: overlap, hot window, its per-day reconcile
+            extracts[kind] = extract_all(source, wh, ExtractRequest(reconcile=True))  # the daily reconcile
         with ThreadPoolExecutor(max_workers=2) as pool:  # dbt is mostly waiting on the database
             builds = dict(zip(warehouses, pool.map(lambda wh: run_dbt_build(wh, end), warehouses.values())))
-        yield SimulatedWarehouses(source, warehouses, summary.incidents, end, end, days, builds)
+        yield SimulatedWarehouses(source, warehouses, summary.incidents, end, end, days, builds,
+                                  habits=summary.habits, extracts=extracts)
     finally:
         dbs.drop_all()

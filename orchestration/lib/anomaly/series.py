@@ -45,11 +45,12 @@ POSTING_VOLUME = "posting_volume"
 STOP_REASONS = ("CIRCUIT_BREAKER", "POSTING_DISABLED", "GHOST_PROTECTION", "MIGRATION_HEALTH")
 CIRCUIT_BREAKER_EVENTS = "circuit_breaker_events"
 
-# One query, one row per (series, kind, hour, count); the payload is coalesce(event_data, metadata).
+# One query, one row per (series, kind, hour, count); the payload is coalesce(event_data, metadata),
+# NULL when it is not JSON (the bot's writers leave the odd broken one: it must not stop the read).
 SERIES_SQL = """
 with events as (
     select event_type, date_trunc('hour', created_at) as hour,
-           coalesce(event_data, metadata) as payload
+           case when json_valid(coalesce(event_data, metadata)) then coalesce(event_data, metadata) end as payload
     from system_events
     where created_at >= $start and created_at < $end
 ),
