@@ -34,6 +34,17 @@ def run_sql(loc: Location, sql: str, params=None) -> list[tuple]:
         conn.close()
 
 
+def new_locations(kind: str, pg_databases, tmp_path) -> tuple[Location, Location]:
+    """A fresh PostgreSQL source with the bot's tables, and an empty warehouse of ``kind``."""
+    from orchestration.lib.source.schema import create_source_schema
+
+    source = Location.parse(pg_databases.new("src"))
+    create_source_schema(source)
+    warehouse = (Location.parse(pg_databases.new("wh")) if kind == "postgres"
+                 else Location.parse(str(tmp_path / "wh.duckdb")))
+    return source, warehouse
+
+
 def _text(expr: str, postgres: bool) -> str:
     return f"cast({expr} as text)" if postgres else f"cast({expr} as varchar)"
 

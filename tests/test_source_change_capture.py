@@ -12,11 +12,10 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from source_fidelity import assert_raw_equals_source, run_sql
+from source_fidelity import assert_raw_equals_source, new_locations, run_sql
 
 from orchestration.lib.extract.engine import ExtractRequest, extract_table
 from orchestration.lib.settings import Location
-from orchestration.lib.source.schema import create_source_schema
 
 DECISIONS = "content_generation_metadata_comprehensive"
 WAREHOUSES = ["duckdb", "postgres"]
@@ -25,12 +24,7 @@ NOW = datetime.now(timezone.utc)
 
 @pytest.fixture
 def locations(request, pg_databases, tmp_path):
-    source = Location.parse(pg_databases.new("src"))
-    create_source_schema(source)
-    kind = request.param
-    warehouse = (Location.parse(pg_databases.new("wh")) if kind == "postgres"
-                 else Location.parse(str(tmp_path / "wh.duckdb")))
-    return source, warehouse
+    return new_locations(request.param, pg_databases, tmp_path)
 
 
 def add_decision(source: Location, decision_id: str, created_at: datetime, status: str = "queued") -> None:

@@ -12,12 +12,11 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from source_fidelity import assert_raw_equals_source, run_sql
+from source_fidelity import assert_raw_equals_source, new_locations, run_sql
 
 from orchestration.lib.extract.engine import ExtractRequest, extract_table
 from orchestration.lib.extract.raw_schema import TABLES
 from orchestration.lib.settings import Location
-from orchestration.lib.source.schema import create_source_schema
 
 NOW = datetime.now(timezone.utc)
 DECISIONS = "content_generation_metadata_comprehensive"
@@ -62,14 +61,6 @@ SEED = {
 }
 
 
-def _locations(kind: str, pg_databases, tmp_path) -> tuple[Location, Location]:
-    source = Location.parse(pg_databases.new("src"))
-    create_source_schema(source)
-    warehouse = (Location.parse(pg_databases.new("wh")) if kind == "postgres"
-                 else Location.parse(str(tmp_path / "wh.duckdb")))
-    return source, warehouse
-
-
 def _seed(source: Location, start: datetime) -> None:
     """Ten rows per table from ``start``, and one row a minute old: the cursor is at now, so the
     seeded rows are outside the overlap every run re-reads."""
@@ -80,8 +71,8 @@ def _seed(source: Location, start: datetime) -> None:
             (fresh,))
     run_sql(source, "insert into job_heartbeats (job_name, last_run_status, updated_at) values ('fresh', 'success', ?)",
             (fresh,))
-    run_sql(source, f"insert into {DECISIONS} (decision_id, status, created_at, updated_at) values ('fresh', 'queued', ?, ?)",
-            (fresh, fresh))
+    run_sql(source, f"insert into {DECISIONS} (decision_id, status, created_at, updated_at) "
+                    "values ('fresh', 'queued', ?, ?)", (fresh, fresh))
     run_sql(source, "insert into posting_attempts (decision_id, status, created_at) values ('fresh', 'success', ?)",
             (fresh,))
     run_sql(source, "insert into metrics_scraper_runs (run_at, status) values (?, 'completed')", (fresh,))
@@ -95,7 +86,7 @@ def _delete_and_edit(source: Location) -> None:
 
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
 def test_a_delete_and_an_edit_in_each_table_reach_raw_in_the_hourly_run(kind, pg_databases, tmp_path):
-    source, warehouse = _locations(kind, pg_databases, tmp_path)
+    source, warehouse = new_locations(kind, pg_databases, tmp_path)
     _seed(source, NOW - timedelta(hours=6))  # inside the hot window, outside the 30-min overlap
     for table in TABLES:
         extract_table(source, warehouse, table)
@@ -121,7 +112,7 @@ def test_a_delete_and_an_edit_in_each_table_reach_raw_in_the_hourly_run(kind, pg
 
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
 def test_old_deletes_and_edits_reach_raw_on_the_reconcile_and_on_a_full_refresh(kind, pg_databases, tmp_path):
-    source, warehouse = _locations(kind, pg_databases, tmp_path)
+    source, warehouse = new_locations(kind, pg_databases, tmp_path)
     _seed(source, NOW - timedelta(days=20))  # long before the hot window
     for table in TABLES:
         extract_table(source, warehouse, table)
@@ -152,7 +143,7 @@ def test_old_deletes_and_edits_reach_raw_on_the_reconcile_and_on_a_full_refresh(
 
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
 def test_a_row_deleted_then_written_again_is_restored(kind, pg_databases, tmp_path):
-    source, warehouse = _locations(kind, pg_databases, tmp_path)
+    source, warehouse = new_locations(kind, pg_databases, tmp_path)
     _seed(source, NOW - timedelta(hours=2))
     extract_table(source, warehouse, DECISIONS)
     saved = run_sql(source, f"select decision_id, created_at from {DECISIONS} where decision_id = 'd-4'")

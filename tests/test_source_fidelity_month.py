@@ -96,10 +96,13 @@ def _source_posting_counts(sw) -> dict:
     ),
     per_rule as (
         select decision_id,
-            max(case when event_type in ('POST_SUCCESS', 'REPLY_SUCCESS', 'tweet_id_recovered') then created_at end) as posted_ev,
-            max(case when event_type in ('POST_FAILED', 'REPLY_FAILED', 'posting_attempt_failed', 'stuck_post_reset') then created_at end) as failed_ev,
+            max(case when event_type in ('POST_SUCCESS', 'REPLY_SUCCESS', 'tweet_id_recovered')
+                     then created_at end) as posted_ev,
+            max(case when event_type in ('POST_FAILED', 'REPLY_FAILED', 'posting_attempt_failed', 'stuck_post_reset')
+                     then created_at end) as failed_ev,
             max(case when event_type = 'CREATE_TWEET_226_BLOCKED' then created_at end) as blocked_ev,
-            max(case when event_type in ('CREATE_TWEET_226_BLOCKED', 'POST_FAILED', 'REPLY_FAILED', 'posting_attempt_failed') then created_at end) as blocked_perm_ev,
+            max(case when event_type in ('CREATE_TWEET_226_BLOCKED', 'POST_FAILED', 'REPLY_FAILED',
+                                         'posting_attempt_failed') then created_at end) as blocked_perm_ev,
             max(case when event_type = 'decision_cancelled' then created_at end) as skipped_ev,
             max(case when event_type in ('posting_attempt_started', 'POST_ATTEMPT') then created_at end) as in_flight_ev
         from events where decision_id is not null group by decision_id

@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from source_fidelity import assert_raw_equals_source, run_sql
+from source_fidelity import assert_raw_equals_source, new_locations, run_sql
 
 from orchestration.defs.extract.assets import quarantine_check, reconcile_check
 from orchestration.lib.extract.engine import ExtractRequest, extract_table
-from orchestration.lib.extract.source import SourceRelation
 from orchestration.lib.extract.raw_schema import TABLES
+from orchestration.lib.extract.source import SourceRelation
 from orchestration.lib.settings import Location
 from orchestration.lib.source.schema import create_source_schema
 
@@ -26,12 +26,10 @@ NOW = datetime.now(timezone.utc)
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def locations(request, pg_databases, tmp_path):
-    source = Location.parse(pg_databases.new("src"))
-    create_source_schema(source)
-    warehouse = (Location.parse(pg_databases.new("wh")) if request.param == "postgres"
-                 else Location.parse(str(tmp_path / "wh.duckdb")))
+    source, warehouse = new_locations(request.param, pg_databases, tmp_path)
     run_sql(source, "insert into system_events (event_type, severity, message, created_at) "
-                    "select 'tick', 'info', 'tick ' || i, now() - i * interval '10 minutes' from generate_series(0, 99) i")
+                    "select 'tick', 'info', 'tick ' || i, now() - i * interval '10 minutes' "
+                    "from generate_series(0, 99) i")
     return source, warehouse
 
 

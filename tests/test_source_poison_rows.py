@@ -16,7 +16,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from source_fidelity import assert_raw_equals_source, run_sql
+from source_fidelity import assert_raw_equals_source, new_locations, run_sql
 
 from orchestration.lib.build import run_dbt
 from orchestration.lib.extract.engine import ExtractRequest, extract_table
@@ -32,10 +32,7 @@ POISON = '{"error": "bad byte \\u0000 in the response", "decision_id": "d-9"}'
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def locations(request, pg_databases, tmp_path):
-    source = Location.parse(pg_databases.new("src"))
-    create_source_schema(source)
-    warehouse = (Location.parse(pg_databases.new("wh")) if request.param == "postgres"
-                 else Location.parse(str(tmp_path / "wh.duckdb")))
+    source, warehouse = new_locations(request.param, pg_databases, tmp_path)
     run_sql(source, "insert into system_events (event_type, event_data, severity, created_at) "
                     "select 'tick', jsonb_build_object('n', i), 'info', ? - i * interval '10 minutes' "
                     "from generate_series(0, 29) i", (NOW,))

@@ -18,13 +18,11 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from source_fidelity import assert_raw_equals_source, run_sql
+from source_fidelity import assert_raw_equals_source, new_locations, run_sql
 
 from orchestration.defs.extract.assets import schema_check
 from orchestration.lib.extract.engine import ExtractError, ExtractRequest, extract_all, extract_table
 from orchestration.lib.extract.raw_schema import TABLES
-from orchestration.lib.settings import Location
-from orchestration.lib.source.schema import create_source_schema
 
 NOW = datetime.now(timezone.utc)
 DECISIONS = "content_generation_metadata_comprehensive"
@@ -32,10 +30,7 @@ DECISIONS = "content_generation_metadata_comprehensive"
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def locations(request, pg_databases, tmp_path):
-    source = Location.parse(pg_databases.new("src"))
-    create_source_schema(source)
-    warehouse = (Location.parse(pg_databases.new("wh")) if request.param == "postgres"
-                 else Location.parse(str(tmp_path / "wh.duckdb")))
+    source, warehouse = new_locations(request.param, pg_databases, tmp_path)
     start = NOW - timedelta(days=1)
     run_sql(source, f"insert into {DECISIONS} (decision_id, status, skip_reason, features, created_at, updated_at) "
                     "select 'd-' || i, 'skipped', 'low_quality_' || i, ?, ? + i * interval '1 minute', "

@@ -167,7 +167,8 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
 
     checks = [
         dg.AssetCheckSpec("no_rows_quarantined", asset=key,
-                          description="Warns when this run put source rows in raw._quarantine (reasons in the metadata)."),
+                          description="Warns when this run put source rows in raw._quarantine "
+                                      "(reasons in the metadata)."),
         dg.AssetCheckSpec("source_schema_unchanged", asset=key,
                           description="Warns on schema drift: an optional column missing, a column added, dropped "
                                       "or retyped in the source."),

@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         request = ExtractRequest(mode="full_refresh" if args.full_refresh else "incremental",
                                  reconcile=args.reconcile)
+    if not source.is_postgres and not (source.path and source.path.exists()):
+        # nothing to extract from at all: a setup error (exit 2), not one table's failure
+        raise FileNotFoundError(f"source DuckDB file not found: {source.path}")
     print(f"source {source.redacted()} -> warehouse {warehouse.redacted()} ({request.mode})")
     run_id = uuid.uuid4().hex[:12]
     failed = 0

@@ -430,8 +430,8 @@ class _Reader:
                 isinstance(session, readers.DuckDBSession) and session.own):
             session.copy_into_postgres(self.wh, query, target, columns, self.on_batch)
         elif isinstance(session, readers.PostgresArrowSession):
-            session.stream_into_duckdb(self.wh, query, sql.land_into_duckdb(target, nonfinite=True, loaded_at=loaded_at),
-                                       self.on_batch)
+            land = sql.land_into_duckdb(target, nonfinite=True, loaded_at=loaded_at)
+            session.stream_into_duckdb(self.wh, query, land, self.on_batch)
         else:
             assert isinstance(session, readers.DuckDBSession)
             session.insert_into_duckdb(query, sql.land_into_duckdb(target, nonfinite=False, loaded_at=loaded_at),

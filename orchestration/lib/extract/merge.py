@@ -146,7 +146,8 @@ class MergeSql:
 
     def scope_on(self, alias: str) -> str:
         spec = self.spec
-        return self.scope.predicate(f'{alias}."{spec.cursor}"', f'{alias}."{spec.partition}"' if spec.partition else None)
+        partition = f'{alias}."{spec.partition}"' if spec.partition else None
+        return self.scope.predicate(f'{alias}."{spec.cursor}"', partition)
 
     def scope_on_quarantine(self, alias: str) -> str:
         return self.scope.predicate(f"{alias}.cursor_value",
