@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     print("3/4 data quality and anomaly checks of the run (asset checks; dbt tests summarised):")
     print_quality_checks(result)
-    print("    anomalies of the last 7 days (marts.mart_anomalies), newest first (the simulation injects incidents,\n"
-          "    so the anomaly checks fail here by design):")
+    print("    anomalies of the last 7 days (marts.mart_anomalies), newest first (the simulation injects incidents;\n"
+          "    the first run flagged them, so the hourly run's anomaly checks fail only on new ones):")
     print_recent_anomalies(warehouse)
     print("    top error types, last 7 days (marts.mart_error_frequency):")
     print_top_errors(warehouse)
