@@ -23,13 +23,19 @@ from dbquery import error_family, normalised_rows, run_dbt_duckdb, utc
 TARGETS = ("duckdb", "postgres")
 HOUR = dt.timedelta(hours=1)
 
+TRENDS_HOURLY_COLUMNS = (
+    "hour_start, hour_end, dimension, dimension_value, n_errors, n_operations, error_rate, n_errors_prev_hour, "
+    "change_vs_prev_hour, pct_change_vs_prev_hour, n_errors_week_ago, change_vs_week_ago, pct_change_vs_week_ago, "
+    "baseline_24h, riser_score, riser_rank"
+)  # all but source_loaded_through: the build's bookkeeping, its own on each warehouse
+
 # each model with the columns that identify a row (the comparison sorts on the whole row anyway)
 MODELS = {
     "intermediate.int_events_classified": (
         "event_id, error_family, error_category, category_rule_id, severity, component, job_name, "
         "is_error, is_operation"
     ),
-    "marts.mart_error_trends_hourly": "*",
+    "marts.mart_error_trends_hourly": TRENDS_HOURLY_COLUMNS,
     "marts.mart_error_trends_periodic": "*",
     "marts.mart_error_rank_7d_30d": "*",
 }
@@ -184,7 +190,7 @@ def test_incremental_hourly_run_matches_the_full_build(simulated_warehouses, tmp
         conn.close()
     assert utc(newest) == utc(sw.as_of) - 51 * HOUR
     run_dbt_duckdb(["run", *select, "--vars", json.dumps({"as_of": utc(sw.as_of).isoformat()})], copy, tmp_path / "t")
-    sql = "select * from marts.mart_error_trends_hourly"
+    sql = f"select {TRENDS_HOURLY_COLUMNS} from marts.mart_error_trends_hourly"
     conn = duckdb.connect(str(copy), read_only=True)
     try:
         conn.execute("set timezone = 'UTC'")
@@ -194,3 +200,33 @@ def test_incremental_hourly_run_matches_the_full_build(simulated_warehouses, tmp
     full = normalised_rows(sw.query("duckdb", sql))
     assert len(incremental) == len(full)
     assert incremental == full
+
+
+def test_a_late_event_counts_in_its_hour_on_the_next_incremental_run(simulated_warehouses, tmp_path):
+    """An event the extractor brings in a day late (its hot window or reconcile found it) lands
+    with a new _loaded_at: the next incremental run rebuilds from its hour, not only the last
+    trend_rebuild_hours, so the hour counts it."""
+    sw = simulated_warehouses
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(sw.warehouses["duckdb"].path, copy)
+    hour = utc(sw.as_of) - 20 * HOUR
+    count_sql = ("select n_errors from marts.mart_error_trends_hourly where dimension = 'total' "
+                 f"and hour_start = timestamptz '{hour.isoformat()}'")
+    conn = duckdb.connect(str(copy))
+    try:
+        conn.execute("set timezone = 'UTC'")
+        [(before,)] = conn.execute(count_sql).fetchall()
+        conn.execute("insert into raw.system_events (id, event_type, event_data, severity, \"timestamp\", created_at, "
+                     "_loaded_at, _row_hash) values ('late-1', 'POST_FAILED', '{\"error\": \"late\"}', 'error', ?, ?, "
+                     "now(), 'h-late')", [hour + dt.timedelta(minutes=10)] * 2)
+    finally:
+        conn.close()
+    select = ["--select", "fct_system_events", "int_events_classified", "int_hour_spine", "mart_error_trends_hourly"]
+    run_dbt_duckdb(["run", *select, "--vars", json.dumps({"as_of": utc(sw.as_of).isoformat()})], copy, tmp_path / "t")
+    conn = duckdb.connect(str(copy), read_only=True)
+    try:
+        conn.execute("set timezone = 'UTC'")
+        [(after,)] = conn.execute(count_sql).fetchall()
+    finally:
+        conn.close()
+    assert after == before + 1

@@ -3,7 +3,7 @@
         materialized='incremental',
         unique_key='hour_start',
         incremental_strategy='delete+insert',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         indexes=(
             [
                 {'columns': ['hour_start', 'dimension', 'dimension_value'], 'unique': True},
@@ -18,7 +18,11 @@
     (hour, dimension, dimension_value). See mart_error_trends_hourly.yml.
 
     Incremental (delete+insert on hour_start): a run recomputes only the hours from
-    rebuild_from = (newest hour already here) - var('trend_rebuild_hours', 3) to as_of, reading
+    rebuild_from = (newest hour already here) - var('trend_rebuild_hours', 3) to as_of — or from
+    the hour of the oldest event loaded (or marked deleted) since the last build, when that is
+    earlier: the extractor's hot window and reconcile bring in rows committed hours or days late,
+    and their hours must count them (source_loaded_through, the newest _loaded_at of
+    fct_system_events when the rows were built, is the watermark) — reading
     only the events of those hours; the lagged values (previous hour, same hour a week earlier,
     trailing 24-hour baseline) of those hours read the already-built counts of the 168 hours
     before rebuild_from from this table. A full build runs the same code with no prior rows and
@@ -41,6 +45,13 @@ events as (
 
 ),
 
+loaded as (
+
+    {#- every event row as loaded, deleted ones included (a deletion mark bumps _loaded_at) -#}
+    select * from {{ ref('fct_system_events') }}
+
+),
+
 params as (
 
     select
@@ -48,9 +59,11 @@ params as (
         {% if is_incremental() -%}
         case
             when built.newest_hour is null then spine_bounds.spine_start
-            when {{ timestamp_add('built.newest_hour', -rebuild_hours, 'hour') }} < spine_bounds.spine_start
+            when least({{ timestamp_add('built.newest_hour', -rebuild_hours, 'hour') }},
+                       coalesce(late.first_hour, built.newest_hour)) < spine_bounds.spine_start
                 then spine_bounds.spine_start
-            else {{ timestamp_add('built.newest_hour', -rebuild_hours, 'hour') }}
+            else least({{ timestamp_add('built.newest_hour', -rebuild_hours, 'hour') }},
+                       coalesce(late.first_hour, built.newest_hour))
         end
         {%- else -%}
         spine_bounds.spine_start
@@ -59,6 +72,13 @@ params as (
     from (select min(hour_start) as spine_start from spine) as spine_bounds
     {% if is_incremental() -%}
     cross join (select max(hour_start) as newest_hour from {{ this }}) as built
+    cross join (
+        {#- rows loaded since the last build (none before the watermark exists: rows built by an
+            earlier release keep the rebuild window alone) -#}
+        select {{ trunc_utc_hour('min(loaded.created_at)') }} as first_hour
+        from loaded
+        where loaded._loaded_at > (select max(source_loaded_through) from {{ this }})
+    ) as late
     {%- endif %}
 
 ),
@@ -261,7 +281,8 @@ final as (
                 partition by hour_start, dimension
                 order by n_errors - baseline_24h desc nulls last
             )
-        end as riser_rank
+        end as riser_rank,
+        (select max(_loaded_at) from loaded) as source_loaded_through
     from compared
 
 )
