@@ -66,11 +66,13 @@ def pytest_xdist_make_scheduler(config, log):
     return SharedMonthScheduling(config, log)
 
 
-# seconds per module under `make test` on the 2-core machine (2026-12-02; the shared month's
+# seconds per module under `make test` on the 2-core machine (2026-12-03; the shared month's
 # modules together took ~640 s); modules not listed count as light
 MODULE_SECONDS = {"test_pipeline_end_to_end.py": 345, "test_dbt_models.py": 220, "test_recovery_incremental.py": 150,
-                  "test_extract.py": 115, "test_shutdown_incremental.py": 57, "test_simulator.py": 40,
-                  "test_event_contract.py": 40, "test_gx_checks.py": 25}
+                  "test_extract.py": 120, "test_source_isolation.py": 100, "test_simulator.py": 75,
+                  "test_source_poison_rows.py": 70, "test_shutdown_incremental.py": 57, "test_posting_dating.py": 45,
+                  "test_gx_checks.py": 45, "test_event_contract.py": 40, "test_source_deletes_edits.py": 30,
+                  "test_source_missed_rows.py": 25}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

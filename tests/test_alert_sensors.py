@@ -11,7 +11,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orchestration.defs.alerts.sensors import TIMER_STEP, alerts_after_warehouse_update, alerts_timer
+from orchestration.defs.alerts.sensors import (
+    TIMER_STEP,
+    alerts_after_partial_update,
+    alerts_after_warehouse_update,
+    alerts_timer,
+)
 from orchestration.defs.resources import OpsLocations
 from orchestration.lib.alerts.tick import floor_time
 
@@ -107,6 +112,42 @@ def test_report_runs_do_not_trigger_an_evaluation(env):
         skipped = after_update_tick(instance, warehouse, result.dagster_run, result.get_run_success_event())
         assert isinstance(skipped, dg.SkipReason) and "does not update" in skipped.skip_message
         assert sent(jsonl) == []
+
+
+@dg.op
+def extract_then_fail():
+    raise dg.Failure("extract of content_generation_metadata_comprehensive failed: source relation not found")
+
+
+@dg.job
+def partial_update():
+    extract_then_fail()
+
+
+def test_a_run_that_failed_after_extracting_some_tables_still_evaluates_the_rules(env):
+    """One broken source table fails its extract and the run; the rest was extracted and built:
+    the alerts go on. A run that extracted nothing evaluates nothing."""
+    warehouse, jsonl = env
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = partial_update.execute_in_process(instance=instance, raise_on_error=False)
+        run, event = result.dagster_run, result.get_run_failure_event()
+        resources = {"ops_locations": OpsLocations(source_url="unused.duckdb", warehouse_url=str(warehouse))}
+
+        def tick():
+            return alerts_after_partial_update(dg.build_run_status_sensor_context(
+                sensor_name="alerts_after_partial_update", dagster_instance=instance, dagster_run=run,
+                dagster_event=event, resources=resources))
+
+        skipped = tick()
+        assert isinstance(skipped, dg.SkipReason) and "without extracting" in skipped.skip_message
+        assert sent(jsonl) == []
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute("alter table raw._extract_state add column last_status text")
+            con.execute("alter table raw._extract_state add column last_run_id text")
+            con.execute("update raw._extract_state set last_status = 'succeeded', last_run_id = ? "
+                        "where source_table = 'system_events'", [run.run_id[:12]])
+        tick()
+        assert "queue_depth_high" in {n["rule"] for n in sent(jsonl) if n["status"] == "firing"}
 
 
 def test_the_timer_evaluates_staleness_once_per_slot_and_keeps_its_cursor(env):

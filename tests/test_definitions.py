@@ -112,7 +112,7 @@ def test_reports_run_on_their_schedules_after_the_marts_they_read():
 
 def test_alert_sensors_are_in_the_code_location():
     names = {s.name for s in defs.sensors}
-    assert {"alerts_after_warehouse_update", "alerts_timer"} <= names
+    assert {"alerts_after_warehouse_update", "alerts_after_partial_update", "alerts_timer"} <= names
 
 
 def test_dbt_tests_appear_as_asset_checks():

@@ -116,3 +116,20 @@ def test_a_key_duplicated_by_a_source_view_quarantines_every_copy(pg_databases, 
     result = extract_table(source, warehouse, "posting_attempts", relation=relation)
     assert result.quarantined_by_reason == {"duplicate_id": 2} and result.rows_inserted == 4
     assert run_sql(warehouse, "select count(distinct row_key), count(*) from raw._quarantine") == [(1, 1)]
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_a_duplicated_key_on_a_first_load(kind, pg_databases, tmp_path):
+    """The first load of an empty raw table lands straight in it: duplicated keys are found there
+    too (on PostgreSQL by the primary key's build), every copy quarantined, snapshots once."""
+    source, warehouse = new_locations(kind, pg_databases, tmp_path)
+    run_sql(source, f"insert into {DECISIONS} (decision_id, status, created_at, updated_at) "
+                    "select 'd-' || i, 'queued', now() - i * interval '1 minute', now() - i * interval '1 minute' "
+                    "from generate_series(0, 4) i")
+    run_sql(source, f"create view decisions_joined as select * from {DECISIONS} "
+                    f"union all select * from {DECISIONS} where decision_id = 'd-2'")
+    relation = SourceRelation.for_spec(TABLES[DECISIONS], name="decisions_joined")
+    result = extract_table(source, warehouse, DECISIONS, relation=relation)
+    assert result.first_load and result.quarantined_by_reason == {"duplicate_decision_id": 2}
+    assert result.rows_inserted == 4 and result.snapshots_added == 4
+    assert run_sql(warehouse, f"select count(*), count(distinct decision_id) from raw.{DECISIONS}") == [(4, 4)]

@@ -4,6 +4,9 @@
   (a run-status sensor: Dagster's cursor hands each finished run to it once; a tick that fails is
   retried with the same run). It evaluates at the run's end time, so a retried tick evaluates at
   the same instant and the ledger and outbox change nothing.
+- ``alerts_after_partial_update`` does the same for a run that failed after updating part of the
+  warehouse (one source table's extract failed; the other tables and every model not reading it
+  were built): alerts must not stop while one table is broken.
 - ``alerts_timer`` runs the staleness rules every 5 minutes (a stale job or source shows up with
   no warehouse update at all) and retries pending deliveries. It evaluates at the tick time rounded
   down to 5 minutes; its cursor holds the last instant evaluated.
@@ -39,6 +42,39 @@ def _warehouse_busy(exc: Exception) -> bool:
                 "through the enabled channels (file always; Slack, webhook, email from the environment).",
 )
 def alerts_after_warehouse_update(context: dg.RunStatusSensorContext, ops_locations: OpsLocations):
+    return _evaluate_after_run(context, ops_locations)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.FAILURE,
+    name="alerts_after_partial_update",
+    minimum_interval_seconds=30,
+    monitor_all_code_locations=True,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates every alert rule after a run that failed but extracted at least one source table "
+                "into the warehouse (a broken table fails its extract and the run, and the rest is built): "
+                "alerts go on while one table is broken.",
+)
+def alerts_after_partial_update(context: dg.RunStatusSensorContext, ops_locations: OpsLocations):
+    run = context.dagster_run
+    if not updated_tables(ops_locations.warehouse, run.run_id[:12]):
+        return dg.SkipReason(f"run {run.run_id[:8]} failed without extracting any table")
+    return _evaluate_after_run(context, ops_locations)
+
+
+def updated_tables(warehouse, run_id: str) -> list[str]:
+    """Tables this run extracted successfully (raw._extract_state keeps the last run per table)."""
+    from orchestration.lib.db import read_query
+
+    try:
+        _, rows = read_query(warehouse, "select source_table from raw._extract_state "
+                                        f"where last_status = 'succeeded' and last_run_id = '{run_id.replace(chr(39), '')}'")
+    except Exception:  # no raw schema yet, or a busy file: nothing to evaluate on
+        return []
+    return [table for (table,) in rows]
+
+
+def _evaluate_after_run(context: dg.RunStatusSensorContext, ops_locations: OpsLocations):
     run = context.dagster_run
     if run.job_name.startswith(REPORT_JOB_PREFIX):
         return dg.SkipReason(f"run {run.run_id[:8]} ({run.job_name}) does not update the warehouse")
@@ -76,4 +112,4 @@ def alerts_timer(context: dg.SensorEvaluationContext, ops_locations: OpsLocation
                            skip_reason=f"evaluated at {now.isoformat()}: {result.summary_line()}")
 
 
-alert_sensors = [alerts_after_warehouse_update, alerts_timer]
+alert_sensors = [alerts_after_warehouse_update, alerts_after_partial_update, alerts_timer]

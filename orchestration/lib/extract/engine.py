@@ -44,6 +44,7 @@ from orchestration.lib.extract.merge import (
     RejectRules,
     day_start,
     first_load_fixups,
+    first_load_snapshots,
     raw_bucket_stats_sql,
     rows,
     run_merge,
@@ -451,10 +452,32 @@ class _Reader:
         else:
             self._stream(sql, query, sql.target, loaded_at=True)
         loaded = scalar(wh, f"select count(*) from {sql.target}")
-        counts = first_load_fixups(wh, sql, loaded)
-        for statement in rebuild:
-            wh.execute(statement)
+        counts = first_load_fixups(wh, sql, loaded, find_duplicates=not self.d.postgres)
+        if rebuild:
+            counts = self._rebuild_keys(sql, rebuild, counts)
+        counts.snapshots = first_load_snapshots(wh, sql)
         counts.newest_cursor = _scalar_or_none(wh, f'select max("{self.spec.cursor}") from {sql.target}')
+        return counts
+
+
+    def _rebuild_keys(self, sql: MergeSql, rebuild: list[str], counts: MergeCounts) -> MergeCounts:
+        """PostgreSQL's first load: the primary key's build finds a duplicated key for free (it
+        sorts the keys anyway); only then are the duplicates looked for and quarantined."""
+        import psycopg
+
+        self.wh.execute("savepoint ops_rebuild_keys")
+        try:
+            for statement in rebuild:
+                self.wh.execute(statement)
+            return counts
+        except psycopg.errors.UniqueViolation:
+            self.wh.execute("rollback to savepoint ops_rebuild_keys")
+        again = first_load_fixups(self.wh, sql, counts.inserted, find_duplicates=True)
+        counts.add(MergeCounts(quarantined_by_reason=again.quarantined_by_reason,
+                               quarantined_new=again.quarantined_new))
+        counts.inserted -= again.quarantined
+        for statement in rebuild:
+            self.wh.execute(statement)
         return counts
 
 

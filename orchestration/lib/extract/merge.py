@@ -338,15 +338,24 @@ def run_merge(wh, sql: MergeSql) -> MergeCounts:
 # first load of an empty raw table: land straight into it (no stage, indexes built once after)
 
 
-def first_load_fixups(wh, sql: MergeSql, loaded_rows: int) -> MergeCounts:
-    """The rows of this read sit in the raw table itself: move the bad ones to the quarantine,
-    then snapshot the rest (first sight)."""
+def first_load_fixups(wh, sql: MergeSql, loaded_rows: int, *, find_duplicates: bool = True) -> MergeCounts:
+    """The rows of this read sit in the raw table itself: move the bad ones to the quarantine
+    (first_load_snapshots then records the rest). ``find_duplicates=False`` leaves duplicated keys to the
+    primary key's build (PostgreSQL: see the engine), which sorts the keys anyway."""
     counts = MergeCounts(read=loaded_rows)
     reject = sql.rules.case(sql.plan, sql.d)
+    copies = "1"
+    dups = f"{sql.stage}_dups"
+    if find_duplicates:  # by a grouping: a rare set, looked up per row below (a window costs more)
+        wh.execute(sql.d.temp_table(dups, f"select {sql.key} as key_value from {sql.target} "
+                                          f"group by {sql.key} having count(*) > 1"))
+        copies = f"case when t.{sql.key} in (select key_value from {dups}) then 2 else 1 end"
     wh.execute(sql.d.temp_table(sql.checked, f"""
         select s.*, {reject} as _reject from (
-          select t.*, count(*) over (partition by t.{sql.key}) as _key_copies from {sql.target} t) s
+          select t.*, {copies} as _key_copies from {sql.target} t) s
         where {reject} is not null"""))
+    if find_duplicates:
+        wh.execute(f"drop table {dups}")
     by_reason = rows(wh, f"select _reject, count(*) from {sql.checked} group by 1")
     counts.quarantined_by_reason = {reason: int(n) for reason, n in by_reason}
     if counts.quarantined_by_reason:
@@ -358,13 +367,21 @@ def first_load_fixups(wh, sql: MergeSql, loaded_rows: int) -> MergeCounts:
                    f"(select {sql.key_text('c')} from {sql.checked} c where c.{sql.key} is not null)"
                    f" or {sql.key} is null")
     counts.inserted = loaded_rows - counts.quarantined
-    wh.execute(sql.d.temp_table(sql.changes, f"select {sql.key} as key_value, 'inserted' as change from {sql.target}"))
-    snapshots = sql.insert_snapshots()
-    if snapshots:
-        counts.snapshots = exec_count(wh, snapshots)
     for statement in sql.drop_temp():
         wh.execute(statement)
     return counts
+
+
+def first_load_snapshots(wh, sql: MergeSql) -> int:
+    """Every row of a first load is a first sight: its snapshot (once the keys are unique)."""
+    snapshots = sql.insert_snapshots()
+    if not snapshots:
+        return 0
+    wh.execute(sql.d.temp_table(sql.changes, f"select {sql.key} as key_value, 'inserted' as change "
+                                             f"from {sql.target}"))
+    added = exec_count(wh, snapshots)
+    wh.execute(f"drop table if exists {sql.changes}")
+    return added
 
 
 # ---------------------------------------------------------------------------------------------

@@ -228,34 +228,50 @@ class ReadPlan:
             return f"cast({q} as {raw_type})"
         return q
 
+    def _row(self, column: str) -> str:
+        """The column as the inner read selected it (alias ``t``)."""
+        return f"t.{quote_ident(column)}"
+
     def canonical_text(self, column: str) -> str:
-        """The column's text in the row hash: timestamps printed in UTC (independent of the
-        session's time zone), NULL as \\N."""
-        value = self.value(column)
-        if self.spec.column(column).type == TS:
-            text = (f"cast(({value} at time zone 'UTC') as text)" if self.postgres
-                    else f"cast(timezone('UTC', {value}) as varchar)")
-        else:
-            text = f"cast({value} as text)" if self.postgres else f"cast({value} as varchar)"
+        """The column's text in the row hash, NULL as \\N. Timestamps print in UTC: every source
+        session runs with time zone UTC and ISO dates (readers.py), and a hash is only ever
+        compared with one the same source computed."""
+        text = f"cast({self._row(column)} as text)" if self.postgres else f"cast({self._row(column)} as varchar)"
         return f"coalesce({text}, '{NULL_TOKEN}')"
 
     def row_hash(self) -> str:
-        """md5 of the row as the source prints it, over the columns the source has."""
-        return "md5(concat_ws('|', " + ", ".join(self.canonical_text(c) for c in self.present) + "))"
+        """A 64-bit hash of the row as the source prints it, over the columns the source has, as 16
+        hex digits. The source's own fast hash (PostgreSQL's hashtextextended, DuckDB's hash):
+        md5 doubled the server's cost of a full read (measured: 1M events, 2.3 s plain, 4.8 s
+        with md5, 3.3 s with hashtextextended)."""
+        text = "concat_ws('|', " + ", ".join(self.canonical_text(c) for c in self.present) + ")"
+        digest = f"to_hex(hashtextextended({text}, 0))" if self.postgres else f"to_hex(hash({text}))"
+        return f"lpad({digest}, 16, '0')"
 
     def bucket(self) -> str:
         """The reconcile bucket of a row: its UTC day as a day number, or none / infinity / -infinity."""
         if self.spec.partition is None:
             return "'all'"
-        return bucket_sql(self.value(self.spec.partition), self.postgres)
+        return bucket_sql(self._row(self.spec.partition), self.postgres)
+
+    def inner_read(self, scope: "Scope") -> str:
+        """The rows of the scope with every spec column converted to its raw type. OFFSET 0 keeps
+        PostgreSQL from inlining it: each value (a jsonb printed as text, above all) is computed
+        once, for the column and for the hash."""
+        where = scope.predicate(self.value(self.spec.cursor),
+                                self.value(self.spec.partition) if self.spec.partition else None)
+        values = ", ".join(f"{self.value(c.name)} as {quote_ident(c.name)}" for c in self.spec.columns)
+        return (f"select {values} from {self.relation.ref(self.postgres)}"
+                + ("" if where == "true" else f" where {where}") + " offset 0")
 
     def select_list(self, *, timestamps_as_text: bool = False, nonfinite_columns: bool = False) -> str:
-        """Every spec column in order, then ``_row_hash``. ``timestamps_as_text``: for a CSV hop
-        (infinity survives as text); ``nonfinite_columns``: one ``_nf_<column>`` text column per
-        timestamp, holding ±infinity as text (ADBC's Arrow conversion garbles them)."""
+        """Every spec column in order, then ``_row_hash``, over the inner read ``t``.
+        ``timestamps_as_text``: for a CSV hop (infinity survives as text); ``nonfinite_columns``:
+        one ``_nf_<column>`` text column per timestamp, holding ±infinity as text (ADBC's Arrow
+        conversion garbles them)."""
         parts = []
         for column in self.spec.columns:
-            value = self.value(column.name)
+            value = self._row(column.name)
             if timestamps_as_text and column.type == TS:
                 value = f"cast({value} as varchar)"
             parts.append(f"{value} as {quote_ident(column.name)}")
@@ -263,25 +279,19 @@ class ReadPlan:
         if nonfinite_columns:
             for column in self.spec.timestamp_columns:
                 if column in self.columns:
-                    value = self.value(column)
+                    value = self._row(column)
                     parts.append(f"case when not isfinite({value}) then cast({value} as text) end "
                                  f"as {quote_ident('_nf_' + column)}")
         return ", ".join(parts)
 
     def query(self, scope: "Scope", **select_options) -> str:
-        where = scope.predicate(self.value(self.spec.cursor),
-                                self.value(self.spec.partition) if self.spec.partition else None)
-        return (f"select {self.select_list(**select_options)} from {self.relation.ref(self.postgres)}"
-                + ("" if where == "true" else f" where {where}"))
+        return f"select {self.select_list(**select_options)} from ({self.inner_read(scope)}) as t"
 
     def bucket_stats_query(self, scope: "Scope") -> str:
         """Rows and hash sum per reconcile bucket, in the source."""
-        where = scope.predicate(self.value(self.spec.cursor),
-                                self.value(self.spec.partition) if self.spec.partition else None)
         return (f"select bucket, count(*), cast(sum(h) as text) from ("
                 f"select {self.bucket()} as bucket, {hash60_sql(self.row_hash(), self.postgres)} as h "
-                f"from {self.relation.ref(self.postgres)}"
-                + ("" if where == "true" else f" where {where}") + ") as rows_ group by bucket")
+                f"from ({self.inner_read(scope)}) as t) as rows_ group by bucket")
 
 
 def bucket_sql(ts: str, postgres: bool) -> str:
