@@ -113,7 +113,8 @@ def test_a_delete_and_an_edit_in_each_table_reach_raw_in_the_hourly_run(kind, pg
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
 def test_old_deletes_and_edits_reach_raw_on_the_reconcile_and_on_a_full_refresh(kind, pg_databases, tmp_path):
     source, warehouse = new_locations(kind, pg_databases, tmp_path)
-    _seed(source, NOW - timedelta(days=20))  # long before the hot window
+    old_noon = (NOW - timedelta(days=20)).replace(hour=12, minute=0, second=0, microsecond=0)
+    _seed(source, old_noon)  # long before the hot window; its ten minutes within one day
     for table in TABLES:
         extract_table(source, warehouse, table)
     _delete_and_edit(source)
@@ -125,7 +126,7 @@ def test_old_deletes_and_edits_reach_raw_on_the_reconcile_and_on_a_full_refresh(
     for table, result in reconciled.items():
         if table != "job_heartbeats":
             assert (result.rows_marked_deleted, result.rows_updated) == (1, 1), table
-            assert result.reconciles[0].repaired == [(NOW - timedelta(days=20)).date().isoformat()], table
+            assert result.reconciles[0].repaired == [old_noon.date().isoformat()], table
         assert not result.unresolved
     assert_raw_equals_source(source, warehouse)
 

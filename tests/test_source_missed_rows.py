@@ -76,9 +76,11 @@ def test_a_back_dated_event_is_caught_by_the_hot_window_in_the_same_run(location
 
 def test_an_event_back_dated_beyond_the_hot_window_is_caught_by_the_reconcile(locations):
     source, warehouse = locations
-    event(source, "ten days ago", NOW - timedelta(days=10))
+    # noon ten days ago, and three hours earlier the same day, whatever the hour the test runs at
+    ten_days_ago = (NOW - timedelta(days=10)).replace(hour=12, minute=0, second=0, microsecond=0)
+    event(source, "ten days ago", ten_days_ago)
     extract_table(source, warehouse, "system_events")
-    very_old = NOW - timedelta(days=10, hours=3)
+    very_old = ten_days_ago - timedelta(hours=3)
     event(source, "committed ten days late", very_old)
 
     hourly = extract_table(source, warehouse, "system_events", ExtractRequest(reconcile=False))
