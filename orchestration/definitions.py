@@ -6,6 +6,7 @@ import dagster as dg
 
 from orchestration.defs.alerts.reports import report_assets, report_jobs, report_schedules
 from orchestration.defs.alerts.sensors import alert_sensors
+from orchestration.defs.analyst_copy import build_analyst_copy_asset
 from orchestration.defs.error_analytics.assets import mart_error_templates
 from orchestration.defs.extract.assets import extract_assets, quarantine_spec
 from orchestration.defs.quality.anomalies import anomaly_assets
@@ -15,9 +16,11 @@ from orchestration.defs.resources import ops_locations_from_env
 from orchestration.defs.schedules import extract_and_build_job, hourly_extract_and_build
 from orchestration.defs.transform.dbt_assets import dbt_resource, ops_dbt_models, ops_dbt_template_models
 
+job_assets = [*extract_assets, ops_dbt_models, mart_error_templates, ops_dbt_template_models, *anomaly_assets]
+
 defs = dg.Definitions(
-    assets=[*extract_assets, quarantine_spec, ops_dbt_models, mart_error_templates, ops_dbt_template_models,
-            *anomaly_assets, *report_assets],
+    # the analysts' read-only copy of a DuckDB warehouse: the job's last asset, after all the others
+    assets=[*job_assets, quarantine_spec, build_analyst_copy_asset(after=job_assets), *report_assets],
     asset_checks=[*gx_asset_checks, *contract_asset_checks],
     jobs=[extract_and_build_job, *report_jobs.values()],
     schedules=[hourly_extract_and_build, *report_schedules],

@@ -28,6 +28,7 @@ EXPECTED_DBT_KEYS = {
 EXPECTED_PYTHON_MART_KEYS = {"mart_error_templates", "mart_anomalies"}
 EXPECTED_REPORT_KEYS = {"daily_report", "weekly_report", "monthly_report"}
 EXPECTED_TEMPLATE_MART_KEYS = {"int_template_hour_series", "mart_template_rank_7d_30d", "mart_template_correlation"}
+EXPECTED_ANALYST_KEYS = {"analyst_copy"}  # the read-only copy of a DuckDB warehouse, the job's last asset
 
 
 def _graph():
@@ -51,6 +52,7 @@ def test_asset_keys_snapshot():
     assert EXPECTED_PYTHON_MART_KEYS <= keys
     assert EXPECTED_TEMPLATE_MART_KEYS <= keys
     assert EXPECTED_REPORT_KEYS <= keys
+    assert EXPECTED_ANALYST_KEYS <= keys
 
 
 def test_lineage_runs_from_source_table_to_mart():
@@ -79,7 +81,7 @@ def test_every_asset_has_a_group_an_owner_and_a_description():
     for key in graph.materializable_asset_keys:
         node = graph.get(key)
         assert node.group_name in {"extract", "staging", "error_analytics", "jobs_and_posting", "quality",
-                                   "alerts_and_reports"}, key
+                                   "alerts_and_reports", "analysts"}, key
         assert node.owners, key
         assert (node.description or "").strip(), key
 
@@ -90,7 +92,8 @@ def test_hourly_schedule_runs_the_main_job():
     assert schedule.cron_schedule == "5 * * * *"
     job = defs.resolve_job_def("extract_and_build")
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert EXPECTED_EXTRACT_KEYS | EXPECTED_DBT_KEYS | EXPECTED_PYTHON_MART_KEYS | EXPECTED_TEMPLATE_MART_KEYS <= selected
+    assert (EXPECTED_EXTRACT_KEYS | EXPECTED_DBT_KEYS | EXPECTED_PYTHON_MART_KEYS | EXPECTED_TEMPLATE_MART_KEYS
+            | EXPECTED_ANALYST_KEYS) <= selected
     assert not selected & EXPECTED_REPORT_KEYS  # reports run on their own schedules
 
 

@@ -86,9 +86,13 @@ def run(args: argparse.Namespace) -> int:
     from orchestration.lib.quality.gx_suites import DATA_DOCS_DIR
 
     print(f"\nGreat Expectations Data Docs: {DATA_DOCS_DIR / 'index.html'}")
-    print(f"warehouse: {warehouse.path}")
+    from orchestration.lib.analyst_copy import analyst_copy_path
+
+    copy = analyst_copy_path(warehouse)
+    print(f"warehouse: {warehouse.path} (the job writes it; no other process can open it meanwhile)")
+    print(f"analyst copy: {copy} (read-only, republished after each run of the job)")
     print("  query it: .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
-          f"{warehouse.path}', read_only=True).sql('select * from marts.mart_error_frequency'))\"")
+          f"{copy}', read_only=True).sql('select * from marts.mart_error_frequency'))\"")
     print(f"Dagster runs are stored in {os.environ['DAGSTER_HOME']}; `make dev` opens the UI.")
     print(f"done in {time.perf_counter() - started:.1f}s")
     return 0
