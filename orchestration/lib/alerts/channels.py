@@ -5,6 +5,21 @@ A channel has a stable ``name`` (the outbox keys its rows on it) and one method,
 raises :class:`ChannelError` on failure. The outbox (``outbox.py``) decides what is sent when and
 retries; channels hold no state and never retry on their own.
 
+A failure is *permanent* (``ChannelError.permanent``: sending the same message again cannot
+succeed — an HTTP 4xx other than 408/429, a 3xx redirect, a refused URL scheme, an SMTP 5xx reply,
+a message that cannot be built or encoded) or *transient* (5xx, 408, 429, SMTP 4xx, timeouts,
+connection errors, the send deadline): the outbox dead-letters the first at once and retries the
+second a bounded number of times (see :func:`is_permanent`).
+
+Every HTTP and SMTP send runs under a whole-send deadline (``$OPS_ALERT_SEND_DEADLINE_SECONDS``,
+default 15 s), not only a per-read timeout: a watchdog shuts the socket down when it passes, so a
+server answering a byte every few seconds cannot hold a tick. Webhook URLs must be http or https
+(checked when the channels are configured and again at send); redirects are never followed.
+
+Text that comes from data (titles, subjects, summaries, labels) is escaped for Slack (``&``,
+``<``, ``>``: no ``<!channel>`` pings, no forged links) and loses its line breaks in single-line
+fields (email headers, the file channel's log lines, titles), see :func:`one_line`.
+
 Secrets (webhook URLs, which carry the token, and SMTP passwords) are read from the environment
 at send time, by the environment variable's *name* given to the channel; they are never stored
 on the channel, and never appear in an error message or a log line: errors name the variable
@@ -14,25 +29,32 @@ instead (``$OPS_ALERT_SLACK_WEBHOOK_URL``), see :func:`redact`.
 from __future__ import annotations
 
 import html
+import http.client
 import json
 import logging
 import os
+import re
 import smtplib
+import socket
 import ssl
-import urllib.error
-import urllib.request
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from orchestration.lib.alerts.notification import FIRING, REPORT, RESOLVED, Notification
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 10.0  # per socket operation (connect, one read); the deadline bounds the whole send
+DEFAULT_SEND_DEADLINE_S = 15.0
+SEND_DEADLINE_ENV = "OPS_ALERT_SEND_DEADLINE_SECONDS"
+ALLOWED_URL_SCHEMES = ("http", "https")
+MAX_RESPONSE_BYTES = 64 * 1024  # what is read of a webhook's answer
 
 SLACK_URL_ENV = "OPS_ALERT_SLACK_WEBHOOK_URL"
 WEBHOOK_URL_ENV = "OPS_ALERT_WEBHOOK_URL"
@@ -50,7 +72,130 @@ RESOLVED_ICON = ":white_check_mark:"
 
 
 class ChannelError(RuntimeError):
-    """A send failed. The message is already redacted (safe to store and log)."""
+    """A send failed. The message is already redacted (safe to store and log).
+
+    ``permanent``: the same message can never be delivered (the outbox dead-letters it at once
+    rather than retrying it)."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether a failed send can never succeed on retry.
+
+    A :class:`ChannelError` says so itself. Anything else raised by a channel is a bug in building
+    that message (``ValueError``, ``UnicodeError``, ``TypeError``, ``KeyError``, ...: the same
+    payload fails the same way every time) — permanent — unless it is an ``OSError`` (a socket or
+    a disk: transient)."""
+    if isinstance(exc, ChannelError):
+        return exc.permanent
+    if isinstance(exc, OSError):
+        return False
+    return isinstance(exc, (ValueError, TypeError, KeyError, AttributeError, LookupError))
+
+
+def send_deadline_s(environ: Mapping[str, str] | None = None) -> float:
+    """The whole-send deadline in seconds (``$OPS_ALERT_SEND_DEADLINE_SECONDS``, default 15)."""
+    env = os.environ if environ is None else environ
+    raw = (env.get(SEND_DEADLINE_ENV) or "").strip()
+    if not raw:
+        return DEFAULT_SEND_DEADLINE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"${SEND_DEADLINE_ENV}={raw!r}: expected a number of seconds") from None
+    if not value > 0:
+        raise ValueError(f"${SEND_DEADLINE_ENV}={raw!r}: must be > 0")
+    return value
+
+
+# line breaks (all that str.splitlines() splits on) and other control characters but tab
+_LINE_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def one_line(text: Any) -> str:
+    """``text`` for a single-line field (an email header, a log line, a title): every run of
+    line breaks or control characters becomes one space, so nothing can start a forged line or
+    header."""
+    return _LINE_BREAKS.sub(" ", str(text))
+
+
+def slack_escape(text: Any) -> str:
+    """Data-derived text for Slack: ``&``, ``<``, ``>`` as entities (Slack's control characters:
+    ``<!channel>``, ``<@U123>``, ``<url|text>`` in data become plain text)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_link(url: str, text: str) -> str:
+    """A ``<url|text>`` link the code itself builds: the URL's characters that would end the link
+    (``|``, ``>``, ``<``, spaces) percent-encoded, ``&`` as ``&amp;``, the text escaped. A URL
+    that is not http(s) is shown as escaped text instead of a link."""
+    if urlsplit(url).scheme.lower() not in ALLOWED_URL_SCHEMES:
+        return slack_escape(one_line(f"{text}: {url}"))
+    safe = quote(one_line(url).strip(), safe="/:?#[]@!$&'()*+,;=%~-._")
+    return f"<{safe.replace('&', '&amp;')}|{slack_escape(one_line(text))}>"
+
+
+def check_url(url: str, env_name: str, channel: str) -> None:
+    """Raise a permanent :class:`ChannelError` (naming the variable, never its value) unless
+    ``url`` is an http(s) URL with a host."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ChannelError(f"{channel}: ${env_name} is not a valid URL", permanent=True) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ALLOWED_URL_SCHEMES:
+        shown = one_line(scheme)[:20] or "none"
+        raise ChannelError(f"{channel}: ${env_name} has the URL scheme {shown!r}; only http and https "
+                           "are allowed", permanent=True)
+    if not parts.hostname:
+        raise ChannelError(f"{channel}: ${env_name} has no host", permanent=True)
+
+
+class _Deadline:
+    """A whole-operation deadline: ``watch(get_sock)`` arms a timer that shuts the socket down
+    (at the file-descriptor level, so a blocked read or write in another frame returns at once)
+    when ``seconds`` have passed; ``expired`` tells the caller why its read failed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.monotonic()
+        self.expired = False
+        self._done = False
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def remaining(self) -> float:
+        return max(0.01, self.seconds - (time.monotonic() - self.started))
+
+    def watch(self, get_sock) -> None:
+        def fire() -> None:
+            with self._lock:
+                if self._done:
+                    return
+                self.expired = True
+                sock = get_sock()
+            if sock is not None:
+                try:
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        self._timer = threading.Timer(self.remaining(), fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def __enter__(self) -> "_Deadline":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 @runtime_checkable
@@ -183,26 +328,66 @@ def _readable_line(n: Notification) -> str:
 # HTTP
 
 
-def _post_json(url_env: str, channel: str, body: dict[str, Any], timeout: float) -> None:
+def _http_failure(status: int) -> bool:
+    """Whether an HTTP status is a permanent failure (4xx but 408 and 429; any 3xx)."""
+    return 300 <= status < 500 and status not in (408, 429)
+
+
+def _post_json(url_env: str, channel: str, body: dict[str, Any], timeout: float,
+               deadline: float | None = None) -> None:
+    """POST ``body`` as JSON to the URL in ``$url_env``; raise a redacted :class:`ChannelError`
+    (permanent or transient, see :func:`is_permanent`) unless the answer is a 2xx.
+
+    http.client, not urllib: it never follows a redirect and speaks only http(s). The whole send —
+    connect, TLS, request, the status line and headers — must finish within ``deadline`` seconds
+    (default :func:`send_deadline_s`); each socket operation also has ``timeout``."""
+    secrets = [url_env]
     url = _require_env(url_env, channel)
+    check_url(url, url_env, channel)
+    deadline = send_deadline_s() if deadline is None else deadline
+    parts = urlsplit(url)
     data = json.dumps(body).encode("utf-8")
-    req = urllib.request.Request(url, data=data, method="POST",
-                                 headers={"Content-Type": "application/json; charset=utf-8",
-                                          "User-Agent": "ops-warehouse-alerts/1"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL from config
-            resp.read()
-    except urllib.error.HTTPError as e:
-        detail = ""
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "ops-warehouse-alerts/1"}
+    where = f"{channel}: POST ${url_env}"
+
+    def fail(text: str, permanent: bool) -> ChannelError:
+        return ChannelError(redact(one_line(text), secrets)[:2000], permanent=permanent)
+
+    status, reason, location, detail = 0, "", None, ""
+    with _Deadline(deadline) as dl:
+        per_op = min(timeout, dl.remaining())
+        if parts.scheme.lower() == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=per_op, context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=per_op)
+        dl.watch(lambda: conn.sock)
         try:
-            detail = e.read(300).decode("utf-8", "replace").strip()
-        except Exception:  # noqa: BLE001 - best effort
-            pass
-        msg = f"{channel}: POST ${url_env} -> HTTP {e.code} {e.reason}" + (f": {detail}" if detail else "")
-        raise ChannelError(redact(msg, [url_env])) from None
-    except Exception as e:  # noqa: BLE001 - URLError, timeouts, bad URLs: all redacted
-        msg = f"{channel}: POST ${url_env} failed: {type(e).__name__}: {e}"
-        raise ChannelError(redact(msg, [url_env])) from None
+            conn.request("POST", target, body=data, headers=headers)
+            resp = conn.getresponse()
+            status, reason = resp.status, resp.reason
+            location = resp.getheader("Location")
+            try:  # the answer's body: a short excerpt for errors; a 2xx stands even if it trickles
+                detail = resp.read(MAX_RESPONSE_BYTES if 200 <= status < 300 else 300) \
+                    .decode("utf-8", "replace").strip()[:300]
+            except Exception:  # noqa: BLE001 - best effort
+                detail = ""
+        except Exception as e:  # noqa: BLE001 - connection errors, timeouts, the deadline: transient
+            if dl.expired:
+                raise fail(f"{where}: no complete answer within the send deadline of {deadline:g} s "
+                           f"(${SEND_DEADLINE_ENV})", permanent=False) from None
+            raise fail(f"{where} failed: {type(e).__name__}: {e}", permanent=False) from None
+        finally:
+            conn.close()
+    if 200 <= status < 300:
+        return
+    if 300 <= status < 400:
+        target_text = one_line(location or "no Location header")[:300]
+        raise fail(f"{where} -> HTTP {status} {reason}: redirected to {target_text} "
+                   "(redirects are not followed; fix the URL)", permanent=True)
+    raise fail(f"{where} -> HTTP {status} {reason}" + (f": {detail}" if detail else ""),
+               permanent=_http_failure(status))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,6 +401,7 @@ class SlackWebhookChannel:
     url_env: str = SLACK_URL_ENV
     name: str = "slack"
     timeout: float = DEFAULT_TIMEOUT_S
+    deadline: float | None = None  # whole-send deadline, s (None: $OPS_ALERT_SEND_DEADLINE_SECONDS or 15)
     max_group: int = 10  # Slack allows 50 blocks per message; a notification takes up to 4
 
     def secret_envs(self) -> Sequence[str]:
@@ -227,7 +413,8 @@ class SlackWebhookChannel:
             return self.report_payload(first)
         resolved_all = all(_is_resolved(n) for n in batch)
         icon = RESOLVED_ICON if resolved_all else SEVERITY_ICON.get(first.severity, ":grey_question:")
-        header = _group_title(batch)
+        esc = slack_escape  # every data-derived text; only the markup and links built here stay live
+        header = esc(one_line(_group_title(batch)))
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": header[:150], "emoji": True}},
         ]
@@ -235,34 +422,41 @@ class SlackWebhookChannel:
             if i:
                 blocks.append({"type": "divider"})
             status = f"{RESOLVED_ICON} *RESOLVED*" if _is_resolved(n) else \
-                f"{SEVERITY_ICON.get(n.severity, '')} *{n.severity.upper()}* (firing)"
-            text = (f"{status}  *{n.title}*\n*What:* {n.summary}\n*Since:* {iso(n.since)}"
+                f"{SEVERITY_ICON.get(n.severity, '')} *{esc(one_line(n.severity.upper()))}* (firing)"
+            text = (f"{status}  *{esc(one_line(n.title))}*\n*What:* {esc(n.summary)}\n*Since:* {iso(n.since)}"
                     + (f"   *Resolved at:* {iso(n.at)}" if _is_resolved(n) else ""))
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}})
             if n.numbers:
-                fields = [{"type": "mrkdwn", "text": f"*{k}*\n{_fmt_number(v)}"[:2000]}
+                fields = [{"type": "mrkdwn", "text": f"*{esc(one_line(k))}*\n{esc(one_line(_fmt_number(v)))}"[:2000]}
                           for k, v in list(n.numbers.items())[:10]]
                 blocks.append({"type": "section", "fields": fields})
-            ctx = [{"type": "mrkdwn", "text": f"rule `{n.rule}` · subject `{n.subject}`"}]
+            ctx = [{"type": "mrkdwn",
+                    "text": f"rule `{esc(one_line(n.rule))}` · subject `{esc(one_line(n.subject))}`"}]
             if n.asset_url:
-                ctx.append({"type": "mrkdwn", "text": f"<{n.asset_url}|Open the asset>"})
+                ctx.append({"type": "mrkdwn", "text": slack_link(n.asset_url, "Open the asset")})
             blocks.append({"type": "context", "elements": ctx})
         return {"text": f"{icon} {header}", "blocks": blocks[:50]}
 
     def report_payload(self, n: Notification) -> dict[str, Any]:
-        header = _group_title([n])
+        header = slack_escape(one_line(_group_title([n])))
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": header[:150], "emoji": True}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": _slack_mrkdwn(n.summary)[:3000]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _slack_mrkdwn(slack_escape(n.summary))[:3000]}},
         ]
-        ctx = [{"type": "mrkdwn", "text": f"report `{n.subject}` · {iso(n.since)} – {iso(n.at)}"}]
+        ctx = [{"type": "mrkdwn",
+                "text": f"report `{slack_escape(one_line(n.subject))}` · {iso(n.since)} – {iso(n.at)}"}]
         if n.asset_url:
-            ctx.append({"type": "mrkdwn", "text": f"<{n.asset_url}|Open the report asset>"})
+            ctx.append({"type": "mrkdwn", "text": slack_link(n.asset_url, "Open the report asset")})
         blocks.append({"type": "context", "elements": ctx})
         return {"text": f":bar_chart: {header}", "blocks": blocks}
 
     def send(self, batch: list[Notification]) -> None:
-        _post_json(self.url_env, self.name, self.payload(batch), self.timeout)
+        try:
+            payload = self.payload(batch)
+        except Exception as e:  # noqa: BLE001 - this message cannot be built: retrying cannot help
+            raise ChannelError(f"{self.name}: invalid message: {type(e).__name__}: {one_line(e)}",
+                               permanent=not isinstance(e, OSError)) from None
+        _post_json(self.url_env, self.name, payload, self.timeout, self.deadline)
 
 
 @dataclass
@@ -272,6 +466,7 @@ class WebhookChannel:
     url_env: str = WEBHOOK_URL_ENV
     name: str = "webhook"
     timeout: float = DEFAULT_TIMEOUT_S
+    deadline: float | None = None  # whole-send deadline, s (None: $OPS_ALERT_SEND_DEADLINE_SECONDS or 15)
     max_group: int = 100
 
     def secret_envs(self) -> Sequence[str]:
@@ -282,7 +477,12 @@ class WebhookChannel:
                 "notifications": [notification_to_dict(n) for n in batch]}
 
     def send(self, batch: list[Notification]) -> None:
-        _post_json(self.url_env, self.name, self.payload(batch), self.timeout)
+        try:
+            payload = self.payload(batch)
+        except Exception as e:  # noqa: BLE001 - this message cannot be built: retrying cannot help
+            raise ChannelError(f"{self.name}: invalid message: {type(e).__name__}: {one_line(e)}",
+                               permanent=not isinstance(e, OSError)) from None
+        _post_json(self.url_env, self.name, payload, self.timeout, self.deadline)
 
 
 @dataclass
@@ -298,6 +498,7 @@ class EmailChannel:
     starttls: bool = True
     name: str = "email"
     timeout: float = DEFAULT_TIMEOUT_S
+    deadline: float | None = None  # whole-send deadline, s (None: $OPS_ALERT_SEND_DEADLINE_SECONDS or 15)
     max_group: int = 50
 
     def secret_envs(self) -> Sequence[str]:
@@ -305,9 +506,9 @@ class EmailChannel:
 
     def message(self, batch: Sequence[Notification]) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = _group_title(batch)
-        msg["From"] = self.sender
-        msg["To"] = ", ".join(self.recipients)
+        msg["Subject"] = one_line(_group_title(batch))  # a CR/LF in a title cannot forge a header
+        msg["From"] = one_line(self.sender)
+        msg["To"] = ", ".join(one_line(r) for r in self.recipients)
         text_parts, html_parts = [], []
         if _is_report(batch[0]):
             return self.report_message(msg, batch[0])
@@ -315,9 +516,9 @@ class EmailChannel:
             nums = "\n".join(f"  {k}: {_fmt_number(v)}" for k, v in n.numbers.items())
             status = "RESOLVED" if _is_resolved(n) else f"{n.severity.upper()} (firing)"
             text_parts.append(
-                f"{status}: {n.title}\n\nWhat: {n.summary}\nSince: {iso(n.since)}\n"
+                f"{status}: {one_line(n.title)}\n\nWhat: {n.summary}\nSince: {iso(n.since)}\n"
                 + (f"Resolved at: {iso(n.at)}\n" if _is_resolved(n) else "")
-                + f"Rule: {n.rule}  Subject: {n.subject}\n"
+                + f"Rule: {one_line(n.rule)}  Subject: {one_line(n.subject)}\n"
                 + (f"Numbers:\n{nums}\n" if nums else "")
                 + (f"Asset: {n.asset_url}\n" if n.asset_url else ""))
             e = html.escape
@@ -350,10 +551,29 @@ class EmailChannel:
         return msg
 
     def send(self, batch: list[Notification]) -> None:
-        msg = self.message(batch)
+        """One SMTP session per message, all of it (connect, STARTTLS, login, DATA) within the
+        send deadline. An SMTP 5xx reply, a refused recipient list or a message that cannot be
+        built or encoded is permanent; 4xx replies, disconnects, timeouts and the deadline are
+        transient."""
         secrets = self.secret_envs()
+        where = f"{self.name}: SMTP {self.host}:{self.port}"
+
+        def fail(text: str, permanent: bool) -> ChannelError:
+            return ChannelError(redact(one_line(text), secrets)[:2000], permanent=permanent)
+
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            msg = self.message(batch)
+            msg.as_bytes()  # encodes every header and part now: an unencodable message is permanent
+        except Exception as e:  # noqa: BLE001 - this message cannot be built: retrying cannot help
+            # (but a report file that cannot be read right now is an I/O error: transient)
+            raise fail(f"{self.name}: invalid message: {type(e).__name__}: {e}",
+                       permanent=not isinstance(e, OSError)) from None
+        deadline = send_deadline_s() if self.deadline is None else self.deadline
+        with _Deadline(deadline) as dl:
+            smtp = smtplib.SMTP(timeout=min(self.timeout, dl.remaining()))  # not connected yet
+            dl.watch(lambda: smtp.sock)
+            try:
+                smtp.connect(self.host, self.port)
                 if self.starttls:
                     smtp.starttls(context=ssl.create_default_context())
                 user = os.environ.get(self.username_env, "") if self.username_env else ""
@@ -361,11 +581,33 @@ class EmailChannel:
                     password = _require_env(self.password_env, self.name) if self.password_env else ""
                     smtp.login(user, password)
                 smtp.send_message(msg)
-        except ChannelError:
-            raise
-        except Exception as e:  # noqa: BLE001 - everything is a failed send, redacted
-            msg_text = f"{self.name}: SMTP {self.host}:{self.port} failed: {type(e).__name__}: {e}"
-            raise ChannelError(redact(msg_text, secrets)) from None
+            except ChannelError:
+                raise
+            except Exception as e:  # noqa: BLE001 - everything is a failed send, redacted
+                if dl.expired:
+                    raise fail(f"{where}: not done within the send deadline of {deadline:g} s "
+                               f"(${SEND_DEADLINE_ENV})", permanent=False) from None
+                raise fail(f"{where} failed: {type(e).__name__}: {e}", permanent=_smtp_permanent(e)) from None
+            finally:
+                try:  # the message is accepted once send_message returned: QUIT errors do not matter
+                    if smtp.sock is not None and not dl.expired:
+                        smtp.quit()
+                except Exception:  # noqa: BLE001
+                    pass
+                smtp.close()
+
+
+def _smtp_permanent(e: BaseException) -> bool:
+    """SMTP 5xx replies (including every recipient refused) and a server that lacks a required
+    extension (STARTTLS, AUTH) are permanent; 4xx replies and lost connections are not."""
+    if isinstance(e, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in e.recipients.values()]
+        return bool(codes) and all(500 <= int(c) < 600 for c in codes)
+    if isinstance(e, smtplib.SMTPResponseException):
+        return 500 <= int(e.smtp_code) < 600
+    if isinstance(e, smtplib.SMTPNotSupportedError):
+        return True
+    return is_permanent(e) and not isinstance(e, smtplib.SMTPException)
 
 
 @dataclass
@@ -392,17 +634,20 @@ class FileChannel:
     def send(self, batch: list[Notification]) -> None:
         try:
             Path(self.path).mkdir(parents=True, exist_ok=True)
-            lines = [_readable_line(n) for n in batch]
-            with open(self.jsonl_path, "a", encoding="utf-8") as f:
-                for n in batch:
-                    f.write(json.dumps(notification_to_dict(n), sort_keys=True) + "\n")
-            with open(self.log_path, "a", encoding="utf-8") as f:
+            # one line per notification whatever its text holds (a CR/LF would forge a line);
+            # built before anything is written, and never failing to encode (lone surrogates
+            # are escaped), so a message is written whole or not at all
+            lines = [one_line(_readable_line(n)) for n in batch]
+            records = [json.dumps(notification_to_dict(n), sort_keys=True) for n in batch]
+            with open(self.jsonl_path, "a", encoding="utf-8", errors="backslashreplace") as f:
+                f.write("".join(r + "\n" for r in records))
+            with open(self.log_path, "a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write("".join(line + "\n" for line in lines))
         except OSError as e:
             raise ChannelError(f"{self.name}: cannot write {self.path}: {e}") from None
         if self.echo:
             for line in lines:
-                print(line)
+                print(line.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,6 +671,13 @@ class ChannelConfig:
 
         env = os.environ if environ is None else environ
         file_dir = Path(env.get(FILE_DIR_ENV) or DATA_DIR / "alerts")
+        send_deadline_s(env)  # a bad value fails here, not at the first send
+        for url_env, channel in ((SLACK_URL_ENV, "slack"), (WEBHOOK_URL_ENV, "webhook")):
+            if env.get(url_env):
+                try:
+                    check_url(env[url_env].strip(), url_env, channel)
+                except ChannelError as e:
+                    raise ValueError(f"alert channel configuration: {e}") from None
         email = None
         if env.get(SMTP_HOST_ENV) and env.get(EMAIL_TO_ENV):
             email = {
@@ -435,6 +687,10 @@ class ChannelConfig:
                 "recipients": [r.strip() for r in env[EMAIL_TO_ENV].split(",") if r.strip()],
                 "starttls": (env.get(SMTP_STARTTLS_ENV) or "true").lower() not in ("0", "false", "no"),
             }
+            for what in (email["host"], email["sender"], *email["recipients"]):
+                if one_line(what) != what:
+                    raise ValueError(f"alert channel configuration: ${SMTP_HOST_ENV}, ${EMAIL_FROM_ENV} and "
+                                     f"${EMAIL_TO_ENV} must not contain line breaks or control characters")
         return cls(file_dir=file_dir, slack=bool(env.get(SLACK_URL_ENV)), webhook=bool(env.get(WEBHOOK_URL_ENV)),
                    email=email, echo=echo)
 
@@ -471,6 +727,7 @@ def channels_from_env(environ: Mapping[str, str] | None = None, echo: bool = Fal
 
 __all__ = [
     "FIRING", "RESOLVED", "Channel", "ChannelConfig", "ChannelError", "EmailChannel", "FileChannel",
-    "SlackWebhookChannel", "WebhookChannel", "channels_from_env", "iso", "notification_from_dict",
-    "notification_to_dict", "redact",
+    "SlackWebhookChannel", "WebhookChannel", "channels_from_env", "check_url", "is_permanent", "iso",
+    "notification_from_dict", "notification_to_dict", "one_line", "redact", "send_deadline_s", "slack_escape",
+    "slack_link",
 ]

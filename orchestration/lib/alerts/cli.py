@@ -28,8 +28,15 @@ def add_parser(subparsers) -> None:
     tick.add_argument("--no-deliver", action="store_true", help="queue notifications without sending them")
     tick.set_defaults(func=run_tick_command)
 
-    status = sub.add_parser("status", help="firing alerts and the outbox backlog per channel")
+    status = sub.add_parser("status", help="firing alerts, the outbox backlog and the dead letters per channel")
+    status.add_argument("--limit", type=int, default=50, help="dead letters listed (default 50; 0: counts only)")
     status.set_defaults(func=run_status)
+
+    replay = sub.add_parser("replay", help="put dead-lettered notifications back in the queue (attempts reset)")
+    replay.add_argument("--channel", help="only this channel's dead letters")
+    replay.add_argument("--id", dest="ids", type=int, nargs="+", metavar="N", help="only these outbox ids")
+    replay.add_argument("--no-deliver", action="store_true", help="queue them without sending now")
+    replay.set_defaults(func=run_replay)
 
     silence = sub.add_parser("silence", help="silence matching alerts for a while (stored in alerts.silences)")
     silence.add_argument("--rule", help="rule name or glob (e.g. stale_*)")
@@ -102,10 +109,37 @@ def run_status(args: argparse.Namespace) -> int:
         note = f"  ({suppressed})" if suppressed else ""
         print(f"  {severity:8s} {rule:28s} {subject[:40]:40s} since {since:%Y-%m-%d %H:%M} value {value}{note}")
     _, rows = read_query(warehouse, f"""select channel, count(*), max(attempts), max(last_error)
-                                        from {outbox.TABLE} where delivered_at is null group by channel order by 1""")
+                                        from {outbox.TABLE} where {outbox.PENDING} group by channel order by 1""")
     print("outbox: " + ("nothing pending" if not rows else ""))
     for channel, n, attempts, error in rows:
         print(f"  {channel}: {n} pending, {attempts} attempt(s); last error: {error or '-'}")
+    dead = outbox.dead_letters(warehouse)
+    per_channel: dict[str, int] = {}
+    for d in dead:
+        per_channel[d["channel"]] = per_channel.get(d["channel"], 0) + 1
+    print(f"dead letters: {len(dead)}" + (" (" + ", ".join(f"{c}: {n}" for c, n in sorted(per_channel.items()))
+                                          + "; `ops-warehouse alerts replay` retries them)" if dead else ""))
+    limit = max(0, args.limit if getattr(args, "limit", None) is not None else 50)
+    for d in dead[:limit]:  # the errors were redacted of secrets when stored
+        print(f"  #{d['id']} {d['channel']:8s} {d['transition_id'][:40]:40s} after {d['attempts']} attempt(s) "
+              f"at {d['dead_lettered_at']:%Y-%m-%d %H:%M}: {d['last_error'] or '-'}")
+    if len(dead) > limit:
+        print(f"  ... {len(dead) - limit} more (--limit)")
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from orchestration.lib.alerts import outbox
+    from orchestration.lib.alerts.channels import channels_from_env
+
+    warehouse = settings.warehouse_location()
+    moved = outbox.replay(warehouse, channel=args.channel, ids=args.ids)
+    print(f"replayed {len(moved)} dead letter(s)" + (f": ids {', '.join(map(str, moved))}" if moved else ""))
+    if moved and not args.no_deliver:
+        summary = outbox.deliver(warehouse, channels_from_env(), datetime.now(timezone.utc))
+        for name, c in sorted(summary.channels.items()):
+            print(f"  {name}: sent {c.sent}, failed {c.failed}, dead-lettered {c.dead_lettered}, pending {c.pending}"
+                  + (f"; last error: {c.last_error}" if c.last_error else ""))
     return 0
 
 

@@ -8,19 +8,36 @@
    transition again) inserts nothing twice, whether the first row is still pending or delivered.
 2. :func:`deliver` — per channel, send the pending rows **oldest first** (by ``id``, which grows
    with every insert). Consecutive rows with the same ``group_key`` go out as one message (up to
-   the channel's ``max_group``). On the first failure the channel stops for this call — later rows
-   wait behind the failed one, so order is kept — the failed rows get ``attempts + 1``, a redacted
-   ``last_error`` and ``next_attempt_at = now + backoff``; the other channels carry on. A channel
-   whose oldest pending row is not due yet (``next_attempt_at > now``) is skipped. A channel that
-   was down for an hour thus gets its whole backlog, in order, at its first due attempt after it
-   comes back (the backoff is capped, by default at 10 minutes).
+   the channel's ``max_group``). What happens on a failure depends on its kind (the channel says,
+   see ``channels.is_permanent``):
 
-Guarantee: **at-least-once**. A row is marked delivered only after the channel's ``send`` has
-returned, in its own commit, message by message. If the process dies between a successful send
-and that commit, the next ``deliver`` sends that one message again: a crash can duplicate at most
-the single message in flight per channel, never anything already marked. Nothing is ever dropped:
-there is no maximum number of attempts (a failing row keeps retrying at the capped backoff and
-blocks its channel, visibly, through ``last_error``).
+   - **transient** (5xx, 429, timeouts, connection errors, the send deadline): the channel stops
+     for this call — later rows wait behind the failed one, so order is kept — the failed rows get
+     ``attempts + 1``, a redacted ``last_error`` and ``next_attempt_at = now + backoff``; the other
+     channels carry on. After ``max_attempts`` attempts (``$OPS_ALERT_MAX_ATTEMPTS``, default 12:
+     about 75 minutes of retries at the default backoff, so an hour-long outage loses nothing) a
+     row is dead-lettered instead.
+   - **permanent** (4xx, a redirect, a refused URL scheme, an unbuildable message): a message of
+     several notifications is split and each is sent alone, at once, so one poison notification
+     cannot sink its group; a single notification that fails permanently is dead-lettered.
+
+   A dead letter (``dead_lettered_at`` set, ``last_error`` kept) is out of the queue: it never
+   blocks its channel — the rows after it go out in the same call — and it is never retried
+   until :func:`replay` puts it back (``ops-warehouse alerts replay``). A row whose payload cannot
+   even be read is dead-lettered without a send.
+
+   A channel whose oldest pending row is not due yet (``next_attempt_at > now``) is skipped. A
+   channel that was down for an hour thus gets its whole backlog, in order, at its first due
+   attempt after it comes back (the backoff is capped, by default at 10 minutes).
+
+Guarantee: **at-least-once**, for everything that is not dead-lettered. A row is marked delivered
+only after the channel's ``send`` has returned, in its own commit, message by message. If the
+process dies between a successful send and that commit, the next ``deliver`` sends that one
+message again: a crash can duplicate at most the single message in flight per channel, never
+anything already marked. Nothing is dropped silently: a dead letter stays in the table, with its
+error, shown by ``ops-warehouse alerts status`` until it is replayed. Each send is bounded by the
+channels' whole-send deadline, so one call takes at most about one deadline per channel plus the
+sends that succeed.
 
 On PostgreSQL a session advisory lock makes concurrent ``deliver`` calls wait for each other's
 turn rather than send the same rows twice (a DuckDB file has one writer process anyway).
@@ -33,13 +50,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from orchestration.lib.alerts.channels import Channel, notification_from_dict, notification_to_dict, redact
+from orchestration.lib.alerts.channels import (
+    Channel,
+    is_permanent,
+    notification_from_dict,
+    notification_to_dict,
+    one_line,
+    redact,
+)
 from orchestration.lib.alerts.notification import Notification
 from orchestration.lib.db import duckdb_connect, postgres_connect
 from orchestration.lib.settings import Location
@@ -65,10 +90,31 @@ DDL = [
         next_attempt_at timestamptz,
         delivered_at timestamptz,
         last_error text,
+        dead_lettered_at timestamptz,
         unique (transition_id, channel)
     )""",
     f"create index if not exists outbox_channel_pending on {TABLE} (channel, delivered_at, id)",
 ]
+
+MAX_ATTEMPTS_ENV = "OPS_ALERT_MAX_ATTEMPTS"
+DEFAULT_MAX_ATTEMPTS = 12  # ~75 min of retries at the default backoff: an hour-long outage loses nothing
+PENDING = "delivered_at is null and dead_lettered_at is null"
+DEAD = "delivered_at is null and dead_lettered_at is not null"
+
+
+def max_attempts_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """Attempts before a transiently failing row is dead-lettered (``$OPS_ALERT_MAX_ATTEMPTS``, default 12)."""
+    env = os.environ if environ is None else environ
+    raw = (env.get(MAX_ATTEMPTS_ENV) or "").strip()
+    if not raw:
+        return DEFAULT_MAX_ATTEMPTS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"${MAX_ATTEMPTS_ENV}={raw!r}: expected a whole number of attempts") from None
+    if value < 1:
+        raise ValueError(f"${MAX_ATTEMPTS_ENV}={raw!r}: must be at least 1")
+    return value
 
 
 @dataclass(frozen=True)
@@ -88,8 +134,9 @@ class Backoff:
 class ChannelSummary:
     sent: int = 0  # notifications delivered by this call
     messages: int = 0  # messages sent by this call
-    failed: int = 0  # notifications in the message that failed (0 or one message's worth)
-    pending: int = 0  # notifications still undelivered after this call
+    failed: int = 0  # notifications whose send failed transiently and will be retried (0 or one message's worth)
+    dead_lettered: int = 0  # notifications moved to the dead letters by this call
+    pending: int = 0  # notifications still queued (neither delivered nor dead) after this call
     skipped_until: datetime | None = None  # set when the channel was not due yet
     last_error: str | None = None  # redacted
 
@@ -110,8 +157,13 @@ class DeliverySummary:
     def pending(self) -> int:
         return sum(c.pending for c in self.channels.values())
 
+    @property
+    def dead_lettered(self) -> int:
+        return sum(c.dead_lettered for c in self.channels.values())
+
     def as_dict(self) -> dict[str, dict[str, Any]]:
-        return {name: {"sent": c.sent, "messages": c.messages, "failed": c.failed, "pending": c.pending,
+        return {name: {"sent": c.sent, "messages": c.messages, "failed": c.failed,
+                       "dead_lettered": c.dead_lettered, "pending": c.pending,
                        "skipped_until": c.skipped_until.isoformat() if c.skipped_until else None,
                        "last_error": c.last_error}
                 for name, c in self.channels.items()}
@@ -179,17 +231,29 @@ def _channel_name(channel: Channel | str) -> str:
     return channel if isinstance(channel, str) else channel.name
 
 
+def _migrate(conn: _Conn) -> None:
+    """Add the columns newer releases need to an outbox created by an older one (only when they
+    are missing: an ``alter table`` on PostgreSQL takes the table's exclusive lock)."""
+    have = {r[0] for r in conn.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+        [SCHEMA, TABLE.split(".", 1)[1]]).fetchall()}
+    if "dead_lettered_at" not in have:
+        conn.execute(f"alter table {TABLE} add column dead_lettered_at timestamptz")
+
+
 def ensure_outbox(location: Location) -> None:
     """Create ``alerts.outbox`` (and its schema and id sequence) if missing."""
     with _connect(location) as conn, conn.transaction():
         for stmt in DDL:
             conn.execute(stmt)
+        _migrate(conn)
 
 
 def _ensure(conn: _Conn) -> None:
     with conn.transaction():
         for stmt in DDL:
             conn.execute(stmt)
+        _migrate(conn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,61 +324,110 @@ def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
+def _error_text(e: BaseException, channel: Channel) -> str:
+    """The failure as stored and logged: one line, redacted of the channel's secrets, bounded."""
+    secrets = list(channel.secret_envs()) if hasattr(channel, "secret_envs") else []
+    return redact(one_line(str(e) or type(e).__name__), secrets)[:2000]
+
+
 def _deliver_channel(conn: _Conn, channel: Channel, now: datetime, max_batch: int,
-                     backoff: Backoff) -> ChannelSummary:
+                     backoff: Backoff, max_attempts: int) -> ChannelSummary:
     name = channel.name
     summary = ChannelSummary()
     with conn.transaction():
         rows = conn.execute(
             f"select id, transition_id, group_key, payload, attempts, next_attempt_at from {TABLE}"
-            f" where channel = ? and delivered_at is null order by id limit {int(max_batch)}",
+            f" where channel = ? and {PENDING} order by id limit {int(max_batch)}",
             [name]).fetchall()
     if rows:
         head_due = rows[0][5]
         if head_due is not None and _utc(head_due) > now:
             summary.skipped_until = _utc(head_due)
             rows = []
-        max_group = max(1, int(getattr(channel, "max_group", max_batch) or max_batch))
-        for group in _groups(rows, max_group):
-            ids = [r[0] for r in group]
-            batch = [notification_from_dict(json.loads(r[3])) for r in group]
-            try:
-                channel.send(batch)
-            except Exception as e:  # noqa: BLE001 - any failure: record it, stop this channel
-                secrets = list(channel.secret_envs()) if hasattr(channel, "secret_envs") else []
-                error = redact(str(e) or type(e).__name__, secrets)[:2000]
-                attempts = max(r[4] for r in group) + 1
-                due = now + backoff.delay(attempts)
-                with conn.transaction():
-                    conn.execute(
-                        f"update {TABLE} set attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
-                        f" where id in ({_placeholders(len(ids))})", [error, due, *ids])
-                summary.failed = len(group)
-                summary.last_error = error
-                log.warning("alert channel %s: send failed (attempt %d, retry at %s): %s",
-                            name, attempts, due.isoformat(), error)
-                break
-            # mark delivered only now that send returned (a crash right here resends this message)
+
+    def dead_letter(group: list[tuple], error: str, why: str) -> None:
+        ids = [r[0] for r in group]
+        with conn.transaction():
+            conn.execute(
+                f"update {TABLE} set attempts = attempts + 1, last_error = ?, dead_lettered_at = ?,"
+                f" next_attempt_at = null where id in ({_placeholders(len(ids))})", [error, now, *ids])
+        summary.dead_lettered += len(group)
+        summary.last_error = error
+        log.error("alert channel %s: %d notification(s) dead-lettered (%s; ids %s): %s",
+                  name, len(group), why, ",".join(map(str, ids)), error)
+
+    # read every payload first: a row that cannot be read is dead-lettered alone, not with its group
+    readable: list[tuple] = []
+    for row in rows:
+        try:
+            notification_from_dict(json.loads(row[3]))
+        except Exception as e:  # noqa: BLE001 - a corrupt row must not block its channel
+            dead_letter([row], _error_text(ValueError(f"{name}: unreadable payload: {type(e).__name__}: {e}"),
+                                           channel), "unreadable payload")
+            continue
+        readable.append(row)
+
+    max_group = max(1, int(getattr(channel, "max_group", max_batch) or max_batch))
+    queue = list(_groups(readable, max_group))
+    while queue:
+        group = queue.pop(0)
+        ids = [r[0] for r in group]
+        batch = [notification_from_dict(json.loads(r[3])) for r in group]
+        try:
+            channel.send(batch)
+        except Exception as e:  # noqa: BLE001 - any failure: classify it, record it
+            error = _error_text(e, channel)
+            if is_permanent(e):
+                if len(group) > 1:  # find the poison: each member alone, now, in order
+                    log.warning("alert channel %s: a message of %d notifications failed permanently; "
+                                "sending them one by one: %s", name, len(group), error)
+                    queue[0:0] = [[r] for r in group]
+                    continue
+                dead_letter(group, error, "permanent failure")
+                continue  # a dead letter never blocks the channel
+            spent = [r for r in group if r[4] + 1 >= max_attempts]
+            if spent:
+                dead_letter(spent, error, f"{max_attempts} attempts")
+            retry = [r for r in group if r[4] + 1 < max_attempts]
+            if not retry:
+                continue
+            rids = [r[0] for r in retry]
+            attempts = max(r[4] for r in retry) + 1
+            due = now + backoff.delay(attempts)
             with conn.transaction():
                 conn.execute(
-                    f"update {TABLE} set delivered_at = ?, attempts = attempts + 1, next_attempt_at = null"
-                    f" where id in ({_placeholders(len(ids))})", [now, *ids])
-            summary.sent += len(group)
-            summary.messages += 1
+                    f"update {TABLE} set attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+                    f" where id in ({_placeholders(len(rids))})", [error, due, *rids])
+            summary.failed = len(retry)
+            summary.last_error = error
+            log.warning("alert channel %s: send failed (attempt %d of %d, retry at %s): %s",
+                        name, attempts, max_attempts, due.isoformat(), error)
+            break  # transient: later rows wait behind this one, in order
+        # mark delivered only now that send returned (a crash right here resends this message)
+        with conn.transaction():
+            conn.execute(
+                f"update {TABLE} set delivered_at = ?, attempts = attempts + 1, next_attempt_at = null"
+                f" where id in ({_placeholders(len(ids))})", [now, *ids])
+        summary.sent += len(group)
+        summary.messages += 1
     with conn.transaction():
         summary.pending = conn.execute(
-            f"select count(*) from {TABLE} where channel = ? and delivered_at is null", [name]).fetchone()[0]
+            f"select count(*) from {TABLE} where channel = ? and {PENDING}", [name]).fetchone()[0]
     return summary
 
 
 def deliver(location: Location, channels: Iterable[Channel], now: datetime, max_batch: int = 100,
-            backoff: Backoff | None = None) -> DeliverySummary:
-    """Send what is due, per channel, oldest first; returns sent / failed / pending per channel.
+            backoff: Backoff | None = None, max_attempts: int | None = None) -> DeliverySummary:
+    """Send what is due, per channel, oldest first; returns sent / failed / dead-lettered / pending
+    per channel.
 
     ``max_batch`` bounds the rows taken per channel per call (the rest wait for the next call).
+    ``max_attempts`` (default ``$OPS_ALERT_MAX_ATTEMPTS`` or 12) bounds the attempts of a row that
+    fails transiently before it is dead-lettered.
     """
     now = _utc(now)
     backoff = backoff or Backoff()
+    max_attempts = max_attempts_from_env() if max_attempts is None else max(1, int(max_attempts))
     summary = DeliverySummary()
     with _connect(location) as conn:
         _ensure(conn)
@@ -324,7 +437,8 @@ def deliver(location: Location, channels: Iterable[Channel], now: datetime, max_
         try:
             for channel in channels:
                 try:
-                    summary.channels[channel.name] = _deliver_channel(conn, channel, now, max_batch, backoff)
+                    summary.channels[channel.name] = _deliver_channel(conn, channel, now, max_batch, backoff,
+                                                                      max_attempts)
                 except Exception:
                     log.exception("alert channel %s: delivery bookkeeping failed", channel.name)
                     raise
@@ -342,6 +456,47 @@ def deliver(location: Location, channels: Iterable[Channel], now: datetime, max_
     return summary
 
 
+def dead_letters(location: Location, channel: str | None = None) -> list[dict[str, Any]]:
+    """The dead-lettered rows (oldest first): id, transition_id, channel, group_key, attempts,
+    enqueued_at, dead_lettered_at, last_error (redacted when stored)."""
+    cols = ["id", "transition_id", "channel", "group_key", "attempts", "enqueued_at", "dead_lettered_at",
+            "last_error"]
+    with _connect(location) as conn:
+        _ensure(conn)
+        with conn.transaction():
+            where, params = (" and channel = ?", [channel]) if channel else ("", [])
+            rows = conn.execute(f"select {', '.join(cols)} from {TABLE} where {DEAD}{where} order by id",
+                                params).fetchall()
+    return [dict(zip(cols, r)) for r in rows]
+
+
+def replay(location: Location, channel: str | None = None, ids: Sequence[int] | None = None) -> list[int]:
+    """Move dead letters back to the queue — all of them, or those of ``channel`` and/or with the
+    given ``ids`` — with their attempts reset and due at once; returns the ids moved.
+
+    Idempotent: a row that is not a dead letter (pending, delivered, already replayed) is left
+    alone. A replayed row keeps its place (its id), so it goes out before the rows queued after it;
+    its ``last_error`` stays until it is sent or fails again."""
+    where, params = [DEAD], []
+    if channel:
+        where.append("channel = ?")
+        params.append(channel)
+    if ids:
+        where.append(f"id in ({_placeholders(len(ids))})")
+        params += [int(i) for i in ids]
+    cond = " and ".join(where)
+    with _connect(location) as conn:
+        _ensure(conn)
+        with conn.transaction():
+            moved = [r[0] for r in conn.execute(f"select id from {TABLE} where {cond} order by id", params).fetchall()]
+            if moved:
+                conn.execute(f"update {TABLE} set dead_lettered_at = null, attempts = 0, next_attempt_at = null"
+                             f" where id in ({_placeholders(len(moved))})", moved)
+    if moved:
+        log.info("alert outbox: %d dead letter(s) replayed: ids %s", len(moved), ",".join(map(str, moved)))
+    return moved
+
+
 def prune(location: Location, delivered_before: datetime) -> int:
     """Delete delivered rows older than ``delivered_before`` (see the module note on retention)."""
     with _connect(location) as conn:
@@ -356,7 +511,7 @@ def prune(location: Location, delivered_before: datetime) -> int:
 def outbox_rows(location: Location, channel: str | None = None) -> list[dict[str, Any]]:
     """The outbox rows (oldest first), as dicts, for inspection and tests."""
     cols = ["id", "transition_id", "channel", "group_key", "payload", "enqueued_at", "attempts",
-            "next_attempt_at", "delivered_at", "last_error"]
+            "next_attempt_at", "delivered_at", "last_error", "dead_lettered_at"]
     with _connect(location) as conn:
         _ensure(conn)
         with conn.transaction():
@@ -365,5 +520,5 @@ def outbox_rows(location: Location, channel: str | None = None) -> list[dict[str
     return [dict(zip(cols, r)) for r in rows]
 
 
-__all__ = ["Backoff", "ChannelSummary", "DeliverySummary", "deliver", "enqueue", "ensure_outbox",
-           "outbox_rows", "prune"]
+__all__ = ["Backoff", "ChannelSummary", "DeliverySummary", "dead_letters", "deliver", "enqueue", "ensure_outbox",
+           "max_attempts_from_env", "outbox_rows", "prune", "replay"]
