@@ -1,4 +1,4 @@
-"""``ops-warehouse``: the non-Dagster tasks (simulate, extract, demo, bench, alerts)."""
+"""``ops-warehouse``: the non-Dagster tasks (simulate, extract, demo, bench, alerts, admin)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     from orchestration.lib.alerts import cli as alerts_cli
 
     alerts_cli.add_parser(sub)
+
+    from orchestration.lib.admin import cli as admin_cli
+
+    admin_cli.add_parser(sub)
     return parser
 
 

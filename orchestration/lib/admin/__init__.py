@@ -1,0 +1,1 @@
+"""Administration: least-privilege PostgreSQL roles (``ops-warehouse admin roles``)."""
