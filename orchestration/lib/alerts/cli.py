@@ -20,6 +20,8 @@ def add_parser(subparsers) -> None:
     check = sub.add_parser("check", help="validate the rules (and silences) file and list the rules")
     check.add_argument("--rules", type=Path, help="rules file (default $OPS_ALERT_RULES_FILE or alerts/rules.yml)")
     check.add_argument("--silences", type=Path, help="silences file (default alerts/silences.yml if present)")
+    check.add_argument("--offline", action="store_true",
+                       help="validate the files only; do not plan (EXPLAIN) the custom rules against the warehouse")
     check.set_defaults(func=run_check)
 
     tick = sub.add_parser("run", help="evaluate the rules now (or at --now), record transitions, deliver")
@@ -65,8 +67,13 @@ def _when(text: str | None, default: datetime | None = None) -> datetime:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """Validate the rules (and silences) file, then plan every custom rule's query against the
+    warehouse read-only (EXPLAIN, with :window_start / :now rendered): a misspelled relation or
+    function, several statements or a write is reported as ``path:line: rule 'x': …``; exit 1."""
+    import sys
+
     from orchestration.lib.alerts import tick
-    from orchestration.lib.alerts.ledger import load_silences
+    from orchestration.lib.alerts.ledger import explain_custom_rules, load_silences
     from orchestration.lib.alerts.rules import load_rules
 
     path = args.rules or tick.rules_file()
@@ -79,20 +86,44 @@ def run_check(args: argparse.Namespace) -> int:
     spath = args.silences or tick.silences_file()
     if spath.exists():
         print(f"{spath}: {len(load_silences(spath))} silences")
-    return 0
+    custom = [r for r in rules if r.kind in ("sql", "metric")]
+    if getattr(args, "offline", False) or not custom:
+        return 0
+    warehouse = settings.warehouse_location()
+    errors = explain_custom_rules(warehouse, custom, datetime.now(timezone.utc).replace(microsecond=0))
+    lines = {r.name: r.line for r in custom}
+    for name, error in errors.items():
+        print(f"{path}:{lines.get(name) or 1}: {error}", file=sys.stderr)
+    print(f"{warehouse.redacted()}: {len(custom) - len(errors)} of {len(custom)} custom rules plan"
+          + (f"; {len(errors)} do not" if errors else ""))
+    return 1 if errors else 0
 
 
 def run_tick_command(args: argparse.Namespace) -> int:
+    """One tick by hand. Exit 1 when a rule could not be evaluated (the other rules still are,
+    and their alerts are recorded and delivered); each failed rule is named with its reason."""
+    import sys
+
     from orchestration.lib.alerts.channels import channels_from_env
-    from orchestration.lib.alerts.tick import run_tick
+    from orchestration.lib.alerts.ledger import require_warehouse
+    from orchestration.lib.alerts.tick import configured_rules, rules_file, run_tick
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    result = run_tick(settings.warehouse_location(), _when(args.now), channels_from_env(echo=True), only=only,
+    warehouse = settings.warehouse_location()
+    require_warehouse(warehouse)  # a tick must not create an empty DuckDB file and alert on it
+    rules = configured_rules()
+    if only is not None:
+        unknown = sorted(set(only) - {r.name for r in rules})
+        if unknown:
+            raise ValueError(f"--only: unknown rule(s) {', '.join(unknown)}")
+    result = run_tick(warehouse, _when(args.now), channels_from_env(echo=True), rules=rules, only=only,
                       deliver=not args.no_deliver)
     print(f"alerts at {result.now.isoformat()}: {result.summary_line()}")
+    lines = {r.name: r.line for r in rules}
     for rule, error in sorted(result.rule_errors.items()):
-        print(f"  rule {rule} not evaluated: {error}")
-    return 0
+        where = f"{rules_file()}:{lines[rule]}: " if lines.get(rule) else ""
+        print(f"  {where}rule {rule} not evaluated: {error}", file=sys.stderr)
+    return 1 if result.rule_errors else 0
 
 
 def run_status(args: argparse.Namespace) -> int:

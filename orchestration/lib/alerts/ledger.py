@@ -38,16 +38,21 @@ import fnmatch
 import hashlib
 import json
 import math
+import os
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import duckdb
+import psycopg
 from yaml.nodes import MappingNode, SequenceNode
 
 from orchestration.lib.alerts.channels import notification_from_dict, notification_to_dict
 from orchestration.lib.alerts.notification import FIRING, RESOLVED, Notification
-from orchestration.lib.alerts.rules import RulesFileError, RuleSpec, _compose, _mapping, _scalar, _value
+from orchestration.lib.alerts.rules import (RulesFileError, RuleSpec, _compose, _mapping, _scalar, _value,
+                                            sql_query_problem)
 from orchestration.lib.db import connect, duckdb_connect, postgres_connect
 from orchestration.lib.settings import Location
 
@@ -201,10 +206,20 @@ class _Conn:
             return []
 
 
+def _ensure_ddl(c: _Conn) -> None:
+    """The alerts tables if missing. ``create schema`` only when the schema is missing: on
+    PostgreSQL it needs CREATE on the database even when the schema exists, which the
+    ``ops_alert_evaluator`` role (CREATE in ``alerts`` only) does not have."""
+    exists = c.execute("select 1 from pg_namespace where nspname = ?" if c.pg else
+                       "select 1 from information_schema.schemata where schema_name = ?", [SCHEMA])
+    for stmt in DDL:
+        if not (exists and stmt.startswith("create schema")):
+            c.execute(stmt)
+
+
 def ensure_schema(location: Location) -> None:
     with connect(location) as conn:
-        for stmt in DDL:
-            conn.execute(stmt)
+        _ensure_ddl(_Conn(conn, location))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,9 +434,209 @@ def render_sql(rule: RuleSpec, now: datetime) -> str:
     return sql.replace(":window_start", _ts_literal(start)).replace(":now", _ts_literal(now))
 
 
+# ---------------------------------------------------------------------------------------------
+# custom SQL: one read-only query, rolled back, under a timeout
+
+SQL_TIMEOUT_ENV = "OPS_ALERT_SQL_TIMEOUT_SECONDS"
+EVALUATOR_URL_ENV = "OPS_ALERT_EVALUATOR_URL"
+# DuckDB plan operators (EXPLAIN (format json) "name") that write: DuckDB runs a data-modifying
+# CTE inside a SELECT statement (``with d as (delete … returning 1) select …``)
+_DUCKDB_WRITE_OPERATORS = ("INSERT", "DELETE", "UPDATE", "MERGE", "CREATE", "DROP", "ALTER", "COPY", "ATTACH",
+                           "DETACH", "VACUUM", "EXPORT", "LOAD", "PRAGMA", "SET", "TRANSACTION", "CHECKPOINT")
+
+
+class CustomSqlError(RuntimeError):
+    """A custom rule's query was refused (not one read-only query), timed out or failed; the
+    message names the rule."""
+
+
+def alert_sql_timeout_seconds() -> float:
+    """How long one custom rule's query may run (``$OPS_ALERT_SQL_TIMEOUT_SECONDS``, default 30)."""
+    value = os.environ.get(SQL_TIMEOUT_ENV) or "30"
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{SQL_TIMEOUT_ENV} must be a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"{SQL_TIMEOUT_ENV} must be > 0, got {value!r}")
+    return seconds
+
+
+def evaluator_location() -> Location | None:
+    """``$OPS_ALERT_EVALUATOR_URL``: a PostgreSQL DSN (the ``ops_alert_evaluator`` role) custom rules
+    run as, instead of the warehouse connection; None when unset."""
+    value = (os.environ.get(EVALUATOR_URL_ENV) or "").strip()
+    if not value:
+        return None
+    location = Location.parse(value)
+    if not location.is_postgres:
+        raise ValueError(f"{EVALUATOR_URL_ENV} must be a postgresql:// DSN")
+    return location
+
+
+def require_warehouse(location: Location) -> None:
+    """A DuckDB warehouse file must exist before anything reads it (opening one creates it)."""
+    if not location.is_postgres and location.path is not None and not location.path.is_file():
+        raise FileNotFoundError(f"DuckDB warehouse {location.path} does not exist "
+                                f"(set OPS_WAREHOUSE_URL, or run the pipeline first)")
+
+
+def _plan_writes(pg: bool, plan: Any) -> list[str]:
+    """The writing operators of an EXPLAIN (format json) plan of either engine."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if pg:
+                if node.get("Node Type") == "ModifyTable":
+                    found.append(str(node.get("Operation") or "ModifyTable").upper())
+            elif str(node.get("name", "")).upper().startswith(_DUCKDB_WRITE_OPERATORS):
+                found.append(str(node["name"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(plan)
+    return found
+
+
+def run_read_only(c: _Conn, sql: str, name: str, timeout: float | None = None,
+                  explain: bool = False) -> list[tuple]:
+    """Run ``sql`` (a custom rule's rendered query) read-only: exactly one SELECT statement, in a
+    transaction that is rolled back after reading, stopped after ``timeout`` seconds (default
+    ``$OPS_ALERT_SQL_TIMEOUT_SECONDS``). ``explain``: only plan it (EXPLAIN), which checks the
+    relations, columns and functions it names without running it. Raises :class:`CustomSqlError`
+    naming the rule ``name``.
+
+    PostgreSQL: ``begin read only``, ``set local statement_timeout``, the query sent with the
+    extended protocol (the server refuses several statements), ``rollback``. DuckDB: the parser
+    must find one SELECT statement whose plan writes nothing; it runs in a transaction that is
+    rolled back, and a timer interrupts it."""
+    timeout = alert_sql_timeout_seconds() if timeout is None else timeout
+    problem = sql_query_problem(sql)
+    if problem:
+        raise CustomSqlError(f"rule '{name}' refused: {problem}")
+    if c.pg:
+        return _pg_read_only(c, sql, name, timeout, explain)
+    return _duckdb_read_only(c, sql, name, timeout, explain)
+
+
+def _pg_read_only(c: _Conn, sql: str, name: str, timeout: float, explain: bool) -> list[tuple]:
+    conn = c.conn
+    if not conn.autocommit:
+        conn.rollback()
+    conn.execute("begin read only")
+    try:
+        conn.execute("select set_config('statement_timeout', %s, true)", [f"{max(1, int(timeout * 1000))}ms"])
+        if explain:
+            plan = conn.execute(f"explain (format json) {sql}", prepare=True).fetchone()[0]
+            writes = _plan_writes(True, json.loads(plan) if isinstance(plan, str) else plan)
+            if writes:
+                raise CustomSqlError(f"rule '{name}' refused: the query writes ({', '.join(writes)}); "
+                                     f"custom SQL rules are read-only")
+            return []
+        cur = conn.execute(sql, prepare=True)  # extended protocol: one statement only
+        return cur.fetchall() if cur.description else []
+    except psycopg.errors.QueryCanceled:
+        raise CustomSqlError(f"rule '{name}' timed out after {timeout:g} s ({SQL_TIMEOUT_ENV})") from None
+    except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege) as exc:
+        raise CustomSqlError(f"rule '{name}' refused: {str(exc).splitlines()[0]} "
+                             f"(custom SQL rules are read-only)") from None
+    except psycopg.Error as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "multiple commands" in message:
+            raise CustomSqlError(f"rule '{name}' refused: several statements; a rule runs exactly one query") from None
+        raise CustomSqlError(f"rule '{name}': {type(exc).__name__}: {message}") from None
+    finally:
+        try:
+            conn.execute("rollback")
+        except psycopg.Error:
+            pass
+
+
+def _duckdb_read_only(c: _Conn, sql: str, name: str, timeout: float, explain: bool) -> list[tuple]:
+    conn = c.conn
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise CustomSqlError(f"rule '{name}': {str(exc).splitlines()[0]}") from None
+    if len(statements) != 1:
+        raise CustomSqlError(f"rule '{name}' refused: {len(statements)} statements; a rule runs exactly one query")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        raise CustomSqlError(f"rule '{name}' refused: a {statements[0].type.name} statement; "
+                             f"custom SQL rules are read-only queries")
+    conn.execute("begin transaction")
+    try:
+        plan = json.loads(conn.execute(f"explain (format json) {sql}").fetchall()[0][1])
+        writes = _plan_writes(False, plan)
+        if writes:
+            raise CustomSqlError(f"rule '{name}' refused: the query writes ({', '.join(sorted(set(writes)))}); "
+                                 f"custom SQL rules are read-only")
+        if explain:
+            return []
+        lock, state = threading.Lock(), {"running": True, "fired": False}
+
+        def stop() -> None:
+            with lock:
+                if state["running"]:
+                    state["fired"] = True
+                    conn.interrupt()
+
+        timer = threading.Timer(timeout, stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            rows = conn.execute(sql).fetchall()
+        except duckdb.Error as exc:
+            if state["fired"] or isinstance(exc, duckdb.InterruptException):
+                raise CustomSqlError(f"rule '{name}' timed out after {timeout:g} s ({SQL_TIMEOUT_ENV})") from None
+            raise
+        finally:
+            with lock:
+                state["running"] = False
+            timer.cancel()
+        return rows
+    except duckdb.Error as exc:
+        raise CustomSqlError(f"rule '{name}': {str(exc).splitlines()[0]}") from None
+    finally:
+        try:
+            conn.execute("rollback")
+        except duckdb.Error:
+            pass
+
+
+def explain_custom_rules(location: Location, rules: Iterable[RuleSpec], now: datetime,
+                         timeout: float | None = None) -> dict[str, str]:
+    """Plan (EXPLAIN) every custom rule's rendered query against the warehouse, read-only: a
+    misspelled relation, column or function, or a query that writes, is an error at check time.
+    Returns ``{rule name: error}`` (empty: every query plans)."""
+    now = _utc(now)
+    custom = [r for r in rules if r.kind in ("sql", "metric")]
+    if not custom:
+        return {}
+    require_warehouse(location)
+    target = evaluator_location() if location.is_postgres else None
+    target = target or location
+    raw = (postgres_connect(target, autocommit=True) if target.is_postgres
+           else duckdb_connect(target, read_only=True))
+    c = _Conn(raw, target)
+    errors: dict[str, str] = {}
+    try:
+        for rule in custom:
+            try:
+                run_read_only(c, render_sql(rule, now), rule.name, timeout, explain=True)
+            except CustomSqlError as exc:
+                errors[rule.name] = str(exc)
+    finally:
+        raw.close()
+    return errors
+
+
 def _custom(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
     out = []
-    for row in c.execute(render_sql(rule, now)):
+    for row in run_read_only(c, render_sql(rule, now), rule.name):
         if len(row) < 2:
             raise ValueError(f"rule {rule.name}: the query must return (subject, value) columns")
         subject, value = row[0], row[1]
@@ -441,6 +656,7 @@ def observe(location: Location, rules: list[RuleSpec], now: datetime) -> Observa
     now = _utc(now)
     raw = postgres_connect(location, autocommit=True) if location.is_postgres else duckdb_connect(location)
     c = _Conn(raw, location)
+    evaluator: _Conn | None = None  # custom rules' connection as $OPS_ALERT_EVALUATOR_URL, if set
     conditions: list[Condition] = []
     evaluated: list[RuleSpec] = []
     errors: dict[str, str] = {}
@@ -457,7 +673,10 @@ def observe(location: Location, rules: list[RuleSpec], now: datetime) -> Observa
                         raise LookupError(f"missing relation(s): {', '.join(missing)}")
                     observations = fn(c, rule, now, start)
                 else:
-                    observations = _custom(c, rule, now, start)
+                    if evaluator is None:
+                        target = evaluator_location() if location.is_postgres else None
+                        evaluator = c if target is None else _Conn(postgres_connect(target, autocommit=True), target)
+                    observations = _custom(evaluator, rule, now, start)
             except Exception as exc:  # noqa: BLE001 - one broken rule must not stop the others
                 errors[rule.name] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -468,6 +687,8 @@ def observe(location: Location, rules: list[RuleSpec], now: datetime) -> Observa
                                             o.eligible and rule.condition.holds(value), o.details))
     finally:
         raw.close()
+        if evaluator is not None and evaluator is not c:
+            evaluator.conn.close()
     return Observation(conditions, evaluated, errors)
 
 
@@ -561,8 +782,7 @@ def evaluate(location: Location, conditions: Iterable[Condition], now: datetime,
             active[cond.dedup_key] = cond
     with connect(location) as raw:
         c = _Conn(raw, location)
-        for stmt in DDL:
-            c.execute(stmt)
+        _ensure_ddl(c)
         if location.is_postgres:
             c.execute(f"lock table {LEDGER} in share row exclusive mode")
         firing: dict[str, _Alert] = {}
@@ -725,8 +945,7 @@ def add_silence(location: Location, matcher: dict[str, str], starts_at: datetime
     s = Silence(dict(matcher), _utc(starts_at), _utc(ends_at), created_by, comment)
     with connect(location) as raw:
         c = _Conn(raw, location)
-        for stmt in DDL:
-            c.execute(stmt)
+        _ensure_ddl(c)
         c.execute(f"""insert into {SILENCES} select ?, ?, ?, ?, ?, ?, ?
                       where not exists (select 1 from {SILENCES} where silence_id = ?)""",
                   [s.silence_id, json.dumps(s.matcher, sort_keys=True), s.starts_at, s.ends_at, created_by, comment,
@@ -743,6 +962,7 @@ def sync_silences(location: Location, silences: Iterable[Silence]) -> int:
     return n
 
 
-__all__ = ["Condition", "Observation", "Silence", "add_silence", "dedup_key", "ensure_schema", "evaluate",
-           "load_silences", "observe", "render_sql", "run_alerts", "sync_silences", "transition_id",
-           "RulesFileError"]
+__all__ = ["Condition", "CustomSqlError", "Observation", "Silence", "add_silence", "alert_sql_timeout_seconds",
+           "dedup_key", "ensure_schema", "evaluate", "evaluator_location", "explain_custom_rules", "load_silences",
+           "observe", "render_sql", "require_warehouse", "run_alerts", "run_read_only", "sync_silences",
+           "transition_id", "RulesFileError"]

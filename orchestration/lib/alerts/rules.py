@@ -9,7 +9,10 @@ overridden in the rules file under ``builtin_overrides:``.
 Custom rules (``rules:`` in the file) are either
 
 - ``kind: sql`` — a query returning rows ``(subject, value)``; ``:window_start`` and ``:now`` in
-  the text are replaced by timestamp literals before it runs; or
+  the text are replaced by timestamp literals before it runs. Exactly one read-only query
+  (``select``/``with``/``values``/``from``); several statements or a data-modifying keyword
+  are refused when the file is loaded (:func:`sql_query_problem`), and the warehouse runs it
+  read-only, rolled back and under a timeout (``ledger.run_read_only``); or
 - ``kind: metric`` — a mart column aggregated per subject over the window:
   ``metric: {relation: marts.x, value: "sum(n_errors)", subject: job_name, time_column: hour_start}``
   (optional ``filter``: an SQL predicate on the relation).
@@ -283,6 +286,104 @@ _CUSTOM_KEYS = _COMMON_KEYS | {"name", "kind", "sql", "metric"}
 _METRIC_KEYS = ("relation", "value", "subject", "time_column")
 
 
+# keywords that only a statement changing data, schema, privileges or the session would contain
+# outside strings and quoted identifiers: a rule naming one is refused at load time (the engines
+# refuse them too: a read-only transaction that is rolled back, see ledger.run_read_only)
+_WRITE_KEYWORDS = frozenset((
+    "insert", "update", "delete", "merge", "truncate", "into", "create", "drop", "alter", "copy", "attach",
+    "detach", "grant", "revoke", "vacuum", "install", "begin", "commit", "rollback", "savepoint", "lock",
+    "pragma", "checkpoint"))
+_QUERY_STARTS = ("select", "with", "values", "from", "table")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def sql_statements(sql: str) -> list[list[str]]:
+    """The statements of ``sql`` as lists of their lower-cased words, read the way PostgreSQL and
+    DuckDB lex it: ``;`` inside strings ('…', E'…', $tag$…$tag$), quoted identifiers or comments
+    (``--``, nested ``/* */``) does not end a statement, and words there are not keywords.
+    Empty statements (a trailing ``;``, a comment) are left out. ``(`` counts as a word."""
+    statements: list[list[str]] = [[]]
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif sql.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if sql.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif sql.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+        elif ch == "'":
+            escapes = i > 0 and sql[i - 1] in "eE" and (i < 2 or not (sql[i - 2].isalnum() or sql[i - 2] == "_"))
+            i += 1
+            while i < n:
+                if escapes and sql[i] == "\\":
+                    i += 2
+                elif sql[i] == "'":
+                    if sql.startswith("''", i):
+                        i += 2
+                    else:
+                        i += 1
+                        break
+                else:
+                    i += 1
+        elif ch == '"':
+            i += 1
+            while i < n:
+                if sql.startswith('""', i):
+                    i += 2
+                elif sql[i] == '"':
+                    i += 1
+                    break
+                else:
+                    i += 1
+        elif (ch == "$" and (m := _DOLLAR_TAG.match(sql, i))
+              and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_"))):
+            end = sql.find(m.group(0), m.end())
+            i = n if end < 0 else end + len(m.group(0))
+            statements[-1].append("'")  # a string constant
+        elif ch == ";":
+            statements.append([])
+            i += 1
+        elif ch == "(":
+            statements[-1].append("(")
+            i += 1
+        elif ch.isalpha() or ch == "_":
+            m = _WORD.match(sql, i)
+            assert m is not None
+            statements[-1].append(m.group(0).lower())
+            i = m.end()
+        else:
+            i += 1
+    return [words for words in statements if words]
+
+
+def sql_query_problem(sql: str) -> str | None:
+    """Why ``sql`` is not exactly one read-only query (None if it is one): several statements, a
+    statement that is not a query, or a data-modifying keyword (``with d as (delete …) select``)."""
+    statements = sql_statements(sql)
+    if not statements:
+        return "the query is empty"
+    if len(statements) > 1:
+        return (f"{len(statements)} statements; a rule runs exactly one query "
+                f"(the second starts with '{statements[1][0]}')")
+    words = statements[0]
+    first = next((w for w in words if w != "("), "")
+    if first not in _QUERY_STARTS:
+        return f"not a query: it starts with '{first}' (expected select, with, values or from)"
+    bad = sorted({w for w in words if w in _WRITE_KEYWORDS})
+    if bad:
+        return (f"'{bad[0]}' is not allowed: custom SQL rules are read-only queries "
+                f"(no insert, update, delete, create, drop, copy, attach, …)")
+    return None
+
+
 def _apply_fields(ctx: _Ctx, node: Node, pairs: list[tuple[ScalarNode, Node]], allowed: set[str],
                   base: dict[str, Any], channels: set[str] | None, what: str) -> dict[str, Any]:
     out = dict(base)
@@ -341,12 +442,17 @@ def _apply_fields(ctx: _Ctx, node: Node, pairs: list[tuple[ScalarNode, Node]], a
             for mk in ("value", "filter"):
                 if ";" in metric.get(mk, ""):
                     raise ctx.error(fields[mk][1], f"{what}.metric.{mk}: must be one SQL expression")
+                if mk in metric and (problem := sql_query_problem(f"select {metric[mk]}")):
+                    raise ctx.error(fields[mk][1], f"{what}.metric.{mk}: {problem}")
             out["metric"] = metric
         elif key == "sql":
             sql = _scalar(ctx, v, f"{what}.sql")
             if not isinstance(sql, str) or not sql.strip():
                 raise ctx.error(v, f"{what}.sql must be a non-empty query")
-            out["sql"] = sql.strip().rstrip(";")
+            problem = sql_query_problem(sql)
+            if problem:
+                raise ctx.error(v, f"{what}.sql: {problem}")
+            out["sql"] = sql.strip().rstrip(";").rstrip()
         else:
             out[key] = _scalar(ctx, v, f"{what}.{key}")
     return out
