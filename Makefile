@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test bench dev manifest lint clean browser
+.PHONY: install demo test bench dev manifest lint clean browser compose prod-smoke
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,23 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "error: $(CHROMIUM) is missing; run as root: apt-get install -y chromium" >&2; exit 1; fi
 
-# two workers: the shared simulated month on one, the other modules spread (tests/conftest.py)
-test: install browser
+# docker-compose for tests/test_compose.py (`docker-compose config`; Debian's package, no Docker
+# engine needed)
+DOCKER_COMPOSE ?= docker-compose
+compose:
+	@if command -v $(DOCKER_COMPOSE) >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; \
+	else echo "error: $(DOCKER_COMPOSE) is missing; run as root: apt-get install -y docker-compose" >&2; exit 1; fi
+
+# two workers: the shared simulated month on one, the other modules spread (tests/conftest.py);
+# includes tests/test_compose.py and the no-Docker production stack, tests/test_prod_smoke.py
+test: install browser compose
 	$(BIN)/python -m pytest -q -n 2 --dist loadscope
+
+# the docker-compose stack's processes (code server, webserver, daemon, simulator) without Docker,
+# on PostgreSQL, until a scheduled run has succeeded and the alert sensors ticked (~2-3 min)
+prod-smoke: install
+	$(BIN)/python -m pytest -q -s tests/test_prod_smoke.py
 
 bench: install
 	$(BIN)/ops-warehouse bench extract --rows 1000000 --json benchmarks/results/extract.json
