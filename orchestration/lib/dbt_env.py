@@ -2,35 +2,57 @@
 
 The dbt profile (dbt_project/profiles.yml) reads only environment variables; this turns the
 project's one warehouse setting (OPS_WAREHOUSE_URL) into them, so there is one place to configure.
+
+Every libpq parameter of the DSN reaches dbt-postgres (psycopg2, on libpq): the ones its profile
+has a field for (host, port, user, password, dbname, sslmode, sslcert, sslkey, sslrootcert,
+connect_timeout, keepalives_idle, application_name) through ``OPS_WAREHOUSE_PG_*`` variables
+read by profiles.yml; the others through libpq's own environment variables (``options`` as
+PGOPTIONS — it carries the statement and lock timeouts —, ``sslcrl`` as PGSSLCRL, …), which
+libpq reads for what dbt leaves unset. A parameter with neither is refused with a clear message,
+never dropped.
 """
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+import os
 
-from orchestration.lib.settings import Location
+from psycopg import pq
+
+from orchestration.lib.settings import APPLICATION_NAME, Location
+
+# DSN parameters with a dbt-postgres profile field (profiles.yml reads OPS_WAREHOUSE_PG_<NAME>), and
+# the value when neither the DSN nor libpq's variable gives one. Every field is always set, so a
+# process that runs dbt for one warehouse after another keeps nothing of the first.
+PROFILE_FIELDS = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "password": "", "dbname": "postgres",
+                  "sslmode": "", "sslcert": "", "sslkey": "", "sslrootcert": "", "connect_timeout": "10",
+                  "keepalives_idle": "0", "application_name": f"{APPLICATION_NAME}_dbt"}
 
 
 def dbt_target(warehouse: Location) -> str:
     return "postgres" if warehouse.is_postgres else "duckdb"
 
 
+def _libpq_env_vars() -> dict[str, str]:
+    """libpq parameter -> the environment variable libpq reads for it (PQconndefaults)."""
+    return {o.keyword.decode(): o.envvar.decode() for o in pq.Conninfo.get_defaults() if o.envvar}
+
+
 def dbt_env(warehouse: Location) -> dict[str, str]:
     if not warehouse.is_postgres:
         return {"OPS_WAREHOUSE_DUCKDB_PATH": str(warehouse.path)}
-    assert warehouse.dsn is not None
-    if "://" in warehouse.dsn:
-        parts = urlsplit(warehouse.dsn)
-        values = {
-            "host": parts.hostname or "127.0.0.1",
-            "port": str(parts.port or 5432),
-            "user": unquote(parts.username or "postgres"),
-            "password": unquote(parts.password or ""),
-            "dbname": parts.path.lstrip("/") or "postgres",
-        }
-    else:  # key=value form
-        kv = dict(p.split("=", 1) for p in warehouse.dsn.split())
-        values = {"host": kv.get("host", "127.0.0.1"), "port": kv.get("port", "5432"),
-                  "user": kv.get("user", "postgres"), "password": kv.get("password", ""),
-                  "dbname": kv.get("dbname", "postgres")}
-    return {f"OPS_WAREHOUSE_PG_{k.upper()}": v for k, v in values.items()}
+    params = warehouse.session_params(application_name=f"{APPLICATION_NAME}_dbt")
+    libpq_env = _libpq_env_vars()
+    env: dict[str, str] = {}
+    for key, default in PROFILE_FIELDS.items():
+        # a field dbt sets wins over libpq's variable: take the variable's value, as libpq would
+        value = params.pop(key, None) or (os.environ.get(libpq_env[key], "") if key in libpq_env else "")
+        env[f"OPS_WAREHOUSE_PG_{key.upper()}"] = value or default
+    if "," in env.get("OPS_WAREHOUSE_PG_PORT", ""):
+        raise ValueError("OPS_WAREHOUSE_URL: dbt-postgres takes one port, not a list (give one host and port)")
+    for key, value in params.items():
+        if key not in libpq_env:
+            raise ValueError(f"OPS_WAREHOUSE_URL: the libpq parameter {key} cannot reach dbt-postgres (no profile "
+                             f"field, no libpq environment variable): remove it, or set it in a service file "
+                             f"(PGSERVICEFILE) named by service=")
+        env[libpq_env[key]] = value
+    return env

@@ -1,39 +1,72 @@
 """Settings from the environment, in one place.
 
-A location is a PostgreSQL DSN (``postgresql://…``) or a DuckDB file (``duckdb:///path`` or a
-plain path). Secrets (passwords inside DSNs) are only ever read from the environment and are
-never printed: use ``Location.redacted()`` when showing a location.
+A location is a PostgreSQL DSN (``postgresql://…`` or libpq's ``key=value`` form) or a DuckDB
+file (``duckdb:///path`` or a plain path). Every libpq parameter of a DSN (sslmode, sslrootcert,
+a socket directory as host, options, …) reaches each client alike: psycopg takes
+``Location.conninfo()``, ADBC ``Location.uri()`` and dbt the variables of
+``orchestration.lib.dbt_env``; each session also gets the connect, statement and lock timeouts
+(``pg_timeouts``). Secrets (passwords inside DSNs) are only ever read from the environment and
+are never printed: ``mask_secrets`` masks them in any text, ``Location.redacted()`` shows a
+location. A setting that makes no sense (an unknown scheme, a DuckDB file in a folder that does
+not exist) is a ``ValueError`` with a one-line message.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("OPS_DATA_DIR", PROJECT_ROOT / "data"))
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
+APPLICATION_NAME = "ops_warehouse"  # what pg_stat_activity shows for our sessions (unless the DSN says)
 
-@dataclass(frozen=True)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
+_KEY_VALUE = re.compile(r"^[A-Za-z_]+\s*=")
+
+
+@dataclass(frozen=True, repr=False)
 class Location:
     kind: str  # "postgres" | "duckdb"
     dsn: str | None = None
     path: Path | None = None
 
     @classmethod
-    def parse(cls, value: str) -> "Location":
+    def parse(cls, value: str, setting: str = "location") -> "Location":
+        """``setting`` names where the value came from (an environment variable, an option), for
+        the error message."""
         value = value.strip()
-        if value.startswith(("postgresql://", "postgres://")) or "host=" in value or "dbname=" in value:
-            return cls(kind="postgres", dsn=value)
-        if value.startswith("duckdb://"):
-            value = value[len("duckdb://"):]
         if not value:
-            raise ValueError("empty location: give a postgresql:// DSN or a DuckDB file path")
-        return cls(kind="duckdb", path=Path(value).expanduser().resolve())
+            raise ValueError(f"{setting} is empty: give a postgresql:// DSN or a DuckDB file path")
+        scheme = _SCHEME.match(value)
+        if scheme:
+            name = scheme.group(1).lower()
+            if name in ("postgresql", "postgres"):
+                return cls(kind="postgres", dsn=_checked_dsn(value, setting))
+            if name != "duckdb" or not value.lower().startswith("duckdb://"):
+                raise ValueError(f"{setting}: unknown scheme {name}:// in {mask_secrets(value)!r}; give a "
+                                 f"postgresql:// DSN, a libpq key=value DSN or a DuckDB file (duckdb:///path or a path)")
+            value = value[len("duckdb://"):]
+            if not value:
+                raise ValueError(f"{setting}: duckdb:// without a file path")
+        elif _KEY_VALUE.match(value):
+            return cls(kind="postgres", dsn=_checked_dsn(value, setting))
+        path = Path(value).expanduser().resolve()
+        if path.is_dir():
+            raise ValueError(f"{setting}: {path} is a folder, not a DuckDB file")
+        if not path.parent.is_dir() and path.parent != DATA_DIR.resolve():
+            raise ValueError(f"{setting}: the folder of the DuckDB file {path} does not exist "
+                             f"(create it, or fix the path)")
+        return cls(kind="duckdb", path=path)
 
     @property
     def is_postgres(self) -> bool:
@@ -43,23 +76,142 @@ class Location:
         if not self.is_postgres:
             return str(self.path)
         assert self.dsn is not None
-        if "://" not in self.dsn:
-            return " ".join(p if not p.startswith("password=") else "password=***" for p in self.dsn.split())
-        parts = urlsplit(self.dsn)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, host = netloc.rsplit("@", 1)
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        return mask_secrets(self.dsn)
+
+    def __repr__(self) -> str:  # a Location in a traceback or a log shows no password
+        return f"Location({self.kind}: {self.redacted()})"
+
+    __str__ = redacted
+
+    # --- PostgreSQL sessions -------------------------------------------------------------------
+
+    def params(self) -> dict[str, str]:
+        """The DSN's libpq parameters as given (URL or key=value, decoded and unquoted)."""
+        assert self.dsn is not None, "not a PostgreSQL location"
+        return {k: str(v) for k, v in conninfo_to_dict(self.dsn).items()}
+
+    def session_params(self, application_name: str = APPLICATION_NAME) -> dict[str, str]:
+        """The DSN's parameters plus the session settings every connection gets: connect_timeout,
+        and statement_timeout/lock_timeout as ``-c`` options (before the DSN's own ``options``,
+        which therefore win, as a connect_timeout in the DSN does), and an application_name."""
+        params = self.params()
+        timeouts = pg_timeouts()
+        params.setdefault("connect_timeout", str(timeouts.connect))
+        own = [f"-c statement_timeout={timeouts.statement_ms}", f"-c lock_timeout={timeouts.lock_ms}"]
+        given = params.get("options") or os.environ.get("PGOPTIONS", "")
+        params["options"] = " ".join(own + ([given] if given.strip() else []))
+        if "application_name" not in params and not os.environ.get("PGAPPNAME"):
+            params["application_name"] = application_name
+        return params
+
+    def conninfo(self, application_name: str = APPLICATION_NAME) -> str:
+        """For psycopg: a normalised key=value conninfo with the session settings."""
+        return make_conninfo("", **self.session_params(application_name))
+
+    def uri(self, application_name: str = APPLICATION_NAME) -> str:
+        """For ADBC (it takes a URI only): every parameter in the query string, so a socket
+        directory as host, TLS files and options pass as they are."""
+        params = self.session_params(application_name)
+        return "postgresql://?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+
+
+def _checked_dsn(value: str, setting: str) -> str:
+    try:
+        conninfo_to_dict(value)
+    except psycopg.Error as exc:
+        # the DSN itself is not echoed: a misspelt key (passwrd=…) would show its value
+        raise ValueError(f"{setting}: not a valid PostgreSQL DSN: {mask_secrets(str(exc).strip())}") from None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# secrets
+
+
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^@\s/]*@")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:ssl)?password=)[^&\s#'\"]*")
+_KV_SECRET = re.compile(r"(?i)(?<![?&\w])(\w*password\s*=\s*)(?:'(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\])+)")
+_MAPPING_SECRET = re.compile(r"(?i)(['\"])(\w*password)\1(\s*:\s*)(['\"])(?:\\.|(?!\4).)*\4")
+MASK = "***"
+
+
+def mask_secrets(text: str, *locations: "Location") -> str:
+    """``text`` with every password masked: in a URL's userinfo, a ``?password=`` query parameter,
+    libpq's ``password=`` (quoted or not, spaces around ``=``), PGPASSWORD=…, a ``'password': …``
+    mapping; and any literal occurrence of the password of ``locations`` and of the configured
+    source and warehouse (e.g. echoed inside a driver's error message)."""
+    text = _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
+    text = _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, text)
+    text = _KV_SECRET.sub(lambda m: m.group(1) + MASK, text)
+    text = _MAPPING_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{m.group(4)}"
+                                         f"{MASK}{m.group(4)}", text)
+    for secret in _known_secrets(locations):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _known_secrets(locations) -> list[str]:
+    dsns = [location.dsn for location in locations if location.is_postgres and location.dsn]
+    for var in ("OPS_SOURCE_URL", "OPS_WAREHOUSE_URL"):
+        value = os.environ.get(var, "").strip()
+        if value.lower().startswith(("postgresql://", "postgres://")) or _KEY_VALUE.match(value):
+            dsns.append(value)
+    found = [os.environ.get("PGPASSWORD", "")]
+    for dsn in dsns:
+        try:
+            found.append(conninfo_to_dict(dsn).get("password") or "")
+        except psycopg.Error:
+            continue
+    # shorter ones would mask innocent text (and are no secret worth the name)
+    return sorted({str(p) for p in found if len(str(p)) >= 4}, key=len, reverse=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL session timeouts
+
+
+@dataclass(frozen=True)
+class PgTimeouts:
+    connect: int  # seconds; libpq's connect_timeout (0: wait for ever)
+    statement: float  # seconds, 0: off
+    lock: float  # seconds, 0: off
+
+    @property
+    def statement_ms(self) -> int:
+        return int(round(self.statement * 1000))
+
+    @property
+    def lock_ms(self) -> int:
+        return int(round(self.lock * 1000))
+
+
+def pg_timeouts() -> PgTimeouts:
+    """Every PostgreSQL session's timeouts: OPS_PG_CONNECT_TIMEOUT_SECONDS (default 10),
+    OPS_PG_STATEMENT_TIMEOUT_SECONDS (default 1800, 0 = off) and OPS_PG_LOCK_TIMEOUT_SECONDS
+    (default 60, 0 = off: a held lock is waited for as long as it is held)."""
+    return PgTimeouts(connect=math.ceil(_non_negative_float("OPS_PG_CONNECT_TIMEOUT_SECONDS", "10")),
+                      statement=_non_negative_float("OPS_PG_STATEMENT_TIMEOUT_SECONDS", "1800"),
+                      lock=_non_negative_float("OPS_PG_LOCK_TIMEOUT_SECONDS", "60"))
 
 
 def source_location() -> Location:
-    return Location.parse(os.environ.get("OPS_SOURCE_URL", str(DATA_DIR / "source.duckdb")))
+    return Location.parse(os.environ.get("OPS_SOURCE_URL") or str(DATA_DIR / "source.duckdb"), "OPS_SOURCE_URL")
 
 
 def warehouse_location() -> Location:
-    return Location.parse(os.environ.get("OPS_WAREHOUSE_URL", str(DATA_DIR / "warehouse.duckdb")))
+    return Location.parse(os.environ.get("OPS_WAREHOUSE_URL") or str(DATA_DIR / "warehouse.duckdb"),
+                          "OPS_WAREHOUSE_URL")
+
+
+def check_duckdb_folder(path: Path) -> None:
+    """A DuckDB file is created only in a folder that exists (the project's data folder, DATA_DIR,
+    is made on first use): a typo in a path must not leave folders behind."""
+    if path.parent.is_dir():
+        return
+    if path.parent == DATA_DIR.resolve():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    raise ValueError(f"the folder of the DuckDB file {path} does not exist (create it, or fix the path)")
 
 
 def overlap_minutes() -> float:
@@ -109,6 +261,17 @@ def time_floor() -> datetime:
     except ValueError as exc:
         raise ValueError(f"OPS_TIME_FLOOR must be an ISO timestamp, got {value!r}") from exc
     return floor if floor.tzinfo else floor.replace(tzinfo=timezone.utc)
+
+
+def _non_negative_float(var: str, default: str) -> float:
+    value = os.environ.get(var) or default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{var} must be a number of seconds, got {value!r}") from None
+    if number < 0 or math.isinf(number) or math.isnan(number):
+        raise ValueError(f"{var} must be >= 0 (0: off), got {value!r}")
+    return number
 
 
 def _positive_float(var: str, default: str) -> float:

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 from orchestration.lib import settings
-from orchestration.lib.db import duckdb_connect, postgres_connect
+from orchestration.lib.db import duckdb_connect, is_lock_timeout, lock_holders, postgres_connect
 from orchestration.lib.extract import readers
 from orchestration.lib.extract.merge import (
     PG_JSON_CHECK_FN,
@@ -256,15 +256,22 @@ def extract_table(source: Location, warehouse: Location, table: str,
     run_id = run_id or uuid.uuid4().hex[:12]
     started = time.perf_counter()
     wh = _warehouse_connect(warehouse)
-    ensure_raw_schema(warehouse, wh)
     session = None
     dialect = Dialect(warehouse.is_postgres)
     try:
+        ensure_raw_schema(warehouse, wh)
         session = readers.open_session(source, warehouse, wh)
         if not warehouse.is_postgres:
             wh.execute("begin transaction")  # psycopg opens its transaction implicitly
-        else:  # one extract of a table at a time; held until commit/rollback
-            wh.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"ops_extract:{table}",))
+        else:  # one extract of a table at a time; held until commit/rollback (or lock_timeout)
+            try:
+                wh.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"ops_extract:{table}",))
+            except Exception as exc:
+                if not is_lock_timeout(exc):
+                    raise
+                raise LockWaitTimeout(
+                    f"another extract of {table} is running: waited {settings.pg_timeouts().lock:g} s for its "
+                    f"lock and gave up (lock_timeout, OPS_PG_LOCK_TIMEOUT_SECONDS)") from None
         source_now = session.now()
         stamps = _Stamps(datetime.now(timezone.utc))
         columns = inspect_columns(session.rows, relation, source.is_postgres)
@@ -312,11 +319,13 @@ def extract_table(source: Location, warehouse: Location, table: str,
         _write_state(wh, dialect, spec, result, stamps.base, reconciled_fully)
         wh.commit() if warehouse.is_postgres else wh.execute("commit")
         return result
-    except BaseException:
+    except BaseException as exc:
         try:
             wh.rollback() if warehouse.is_postgres else wh.execute("rollback")
         except Exception:  # the connection itself may be what died
             pass
+        if not isinstance(exc, LockWaitTimeout) and is_lock_timeout(exc):
+            raise LockWaitTimeout(_lock_wait_message(source, warehouse, table, relation)) from exc
         raise
     finally:
         if session is not None:
@@ -325,6 +334,23 @@ def extract_table(source: Location, warehouse: Location, table: str,
             except Exception:
                 pass
         wh.close()
+
+
+class LockWaitTimeout(RuntimeError):
+    """A statement of an extract waited lock_timeout for a lock another session holds."""
+
+
+def _lock_wait_message(source: Location, warehouse: Location, table: str, relation: SourceRelation) -> str:
+    """Which lock, held by whom (as far as pg_locks still shows it), and the setting."""
+    held = []
+    if warehouse.is_postgres:
+        held += [f"warehouse {h}" for h in lock_holders(warehouse, [], schema=RAW_SCHEMA)]
+    if source.is_postgres:
+        held += [f"source {h}" for h in lock_holders(source, [relation.ref(True)])]
+    return (f"waited {settings.pg_timeouts().lock:g} s for a lock on the source's "
+            f"{relation.display(source.is_postgres)} or the warehouse's {RAW_SCHEMA} tables and gave up "
+            f"(lock_timeout, OPS_PG_LOCK_TIMEOUT_SECONDS): "
+            + ("; ".join(held) if held else "no other session holds a lock on them any more (released since)"))
 
 
 def extract_all(source: Location, warehouse: Location, request: ExtractRequest = ExtractRequest(),

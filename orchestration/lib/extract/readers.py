@@ -24,6 +24,7 @@ from typing import Callable
 import psycopg
 import pyarrow.csv as pa_csv
 
+from orchestration.lib.db import PostgresConnectError, connect_failure_message, open_postgres
 from orchestration.lib.extract.source import SOURCE_ALIAS
 from orchestration.lib.settings import Location
 
@@ -61,7 +62,7 @@ class PostgresCopySession(SourceSession):
 
     def __init__(self, source: Location) -> None:
         assert source.dsn is not None
-        self.conn = psycopg.connect(source.dsn, autocommit=True)
+        self.conn = open_postgres(source, autocommit=True)  # the DSN's parameters + session timeouts
         self.conn.execute("set timezone = 'UTC'")
         self.conn.execute("set datestyle = 'ISO, MDY'")
         self.conn.autocommit = False
@@ -104,7 +105,10 @@ class PostgresArrowSession(SourceSession):
         import adbc_driver_postgresql.dbapi as adbc
 
         assert source.dsn is not None
-        self.conn = adbc.connect(source.dsn)
+        try:  # ADBC takes a URI: every libpq parameter and the session timeouts in its query string
+            self.conn = adbc.connect(source.uri())
+        except adbc.Error as exc:
+            raise PostgresConnectError(connect_failure_message(source, exc)) from None
         self.cur = self.conn.cursor()
         for statement in ("set timezone = 'UTC'", "set datestyle = 'ISO, MDY'",
                           "set session characteristics as transaction isolation level repeatable read, read only"):
