@@ -69,10 +69,10 @@ def pytest_xdist_make_scheduler(config, log):
 # seconds per module under `make test` on the 2-core machine (2026-12-03; the shared month's
 # modules together took ~640 s); modules not listed count as light
 MODULE_SECONDS = {"test_pipeline_end_to_end.py": 345, "test_dbt_models.py": 220, "test_recovery_incremental.py": 150,
-                  "test_extract.py": 120, "test_source_isolation.py": 100, "test_simulator.py": 75,
+                  "test_extract.py": 120, "test_prod_smoke.py": 110, "test_source_isolation.py": 100, "test_simulator.py": 75,
                   "test_source_poison_rows.py": 70, "test_shutdown_incremental.py": 57, "test_posting_dating.py": 45,
                   "test_gx_checks.py": 45, "test_event_contract.py": 40, "test_source_deletes_edits.py": 30,
-                  "test_source_missed_rows.py": 25}
+                  "test_source_missed_rows.py": 25, "test_roles.py": 60, "test_analyst_copy.py": 50}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

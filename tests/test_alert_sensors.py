@@ -198,7 +198,8 @@ def test_the_cli_silences_a_rule_and_checks_the_rules_file(env, monkeypatch, cap
     assert main(["alerts", "silences"]) == 0
     assert "active silences: 1" in capsys.readouterr().out
 
-    assert main(["alerts", "run"]) == 0
+    # the test warehouse holds only the raw tables these two rules read: the others are not evaluated
+    assert main(["alerts", "run", "--only", "queue_depth_high,stale_source"]) == 0
     out = capsys.readouterr().out
     # silenced: recorded as firing, not sent; the stale source (not matched) is sent
     assert [n["rule"] for n in sent(jsonl)] == ["stale_source"]

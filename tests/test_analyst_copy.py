@@ -214,13 +214,25 @@ def test_a_failed_copy_is_loud_and_keeps_the_previous_copy(tmp_path, monkeypatch
     assert not (tmp_path / "missing.duckdb").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_a_read_only_directory_is_reported_and_keeps_the_previous_copy(tmp_path):
+def test_a_read_only_directory_is_reported_and_keeps_the_previous_copy(tmp_path, monkeypatch):
     warehouse = _small_warehouse(tmp_path / "warehouse.duckdb")
     target = tmp_path / "analysts" / "warehouse.duckdb"
     publish_analyst_copy(warehouse, target)
     _add_rows(warehouse, 20)
     target.parent.chmod(0o555)
+    if os.geteuid() == 0:  # root writes into a 0555 directory: refuse its writes there as the kernel would for others
+        import builtins
+
+        import orchestration.lib.analyst_copy as module
+
+        real_open = builtins.open
+
+        def open_denied_in_target_dir(file, mode="r", *args, **kwargs):
+            if "w" in mode and Path(file).parent == target.parent:
+                raise PermissionError(errno.EACCES, "Permission denied", str(file))
+            return real_open(file, mode, *args, **kwargs)
+
+        monkeypatch.setattr(module, "open", open_denied_in_target_dir, raising=False)
     try:
         with pytest.raises(AnalystCopyError, match="Permission denied"):
             publish_analyst_copy(warehouse, target)
