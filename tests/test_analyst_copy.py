@@ -324,3 +324,17 @@ def test_the_copy_holds_the_same_rows_as_the_main_file(job_run):
     marts = {k: n for k, n in counts[copy].items() if k.startswith("marts.")}
     assert len(marts) >= 10 and marts["marts.mart_error_frequency"] > 0
     assert any(k.startswith("staging.") for k in counts[copy])  # the views resolve in the copy
+
+
+def test_a_report_reads_the_copy_while_a_run_holds_the_warehouse(job_run):
+    from orchestration.lib.reports.data import gather
+    from orchestration.lib.reports.period import period_for
+
+    warehouse, _ = job_run
+    period = period_for("daily", END)
+    unlocked = gather(warehouse, period)
+    assert unlocked.headline["errors"] > 0
+    with Holder(warehouse.path, "hold"):  # a run writing the main file (read-write connection held)
+        with pytest.raises(WarehouseLocked):
+            connect_read_only(warehouse)
+        assert gather(warehouse, period).headline == unlocked.headline

@@ -183,6 +183,20 @@ def test_the_pipeline_runs_with_only_the_source_reader_and_the_loader(module_pg_
         drop_roles(names, [warehouse, source])
 
 
+def test_the_alert_evaluator_creates_the_alerts_tables_in_the_existing_schema(env):
+    """The ledger's and the outbox's DDL skip ``create schema`` when ``alerts`` exists (PostgreSQL
+    checks CREATE on the database even for ``if not exists``, which the evaluator lacks)."""
+    from orchestration.lib.alerts import ledger, outbox
+
+    evaluator = Location.parse(env.wh("alert_evaluator"))
+    ledger.ensure_schema(evaluator)
+    outbox.ensure_outbox(evaluator)
+    outbox.ensure_outbox(evaluator)  # idempotent
+    tables = {t for (t,) in rows(env.wh("alert_evaluator"),
+                                 "select tablename from pg_tables where schemaname = 'alerts'")}
+    assert {"ledger", "transitions", "silences", "outbox"} <= tables
+
+
 def test_custom_rules_run_as_the_alert_evaluator_when_configured(env, monkeypatch):
     """OPS_ALERT_EVALUATOR_URL: custom SQL runs as ops_alert_evaluator (marts yes, raw no), and
     the ledger is written as it too (alerts only)."""

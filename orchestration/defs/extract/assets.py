@@ -179,7 +179,7 @@ def build_extract_asset(table: str) -> dg.AssetsDefinition:
 
     @dg.multi_asset(name=f"extract_{table}", specs=specs, check_specs=checks)
     def _extract(context: dg.AssetExecutionContext, config: ExtractConfig, ops_locations: OpsLocations):
-        run_id = context.run_id[:12]
+        run_id = context.run.run_id[:12]
         try:
             result = extract_table(ops_locations.source, ops_locations.warehouse, table,
                                    config.to_request(), run_id=run_id)

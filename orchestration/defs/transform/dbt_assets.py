@@ -111,7 +111,7 @@ def _build(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCl
     # the profile reads the warehouse from the environment; derive it from the one setting
     os.environ.update(dbt_env(ops_locations.warehouse))
     args = dbt_build_args(config.as_of, config.full_refresh, extra_vars=time_floor_var())
-    failed = failed_tables(ops_locations.warehouse, context.run_id[:12])
+    failed = failed_tables(ops_locations.warehouse, context.run.run_id[:12])
     for selector in excluded_for_failed_extracts(failed):
         args += ["--exclude", selector]
     if failed:

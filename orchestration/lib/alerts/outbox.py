@@ -243,16 +243,24 @@ def _migrate(conn: _Conn) -> None:
 
 def ensure_outbox(location: Location) -> None:
     """Create ``alerts.outbox`` (and its schema and id sequence) if missing."""
-    with _connect(location) as conn, conn.transaction():
-        for stmt in DDL:
-            conn.execute(stmt)
-        _migrate(conn)
+    with _connect(location) as conn:
+        _ensure(conn)
 
 
 def _ensure(conn: _Conn) -> None:
+    """The DDL only for what is missing: on PostgreSQL ``create schema if not exists`` needs CREATE
+    on the database and ``create index if not exists`` ownership of the table even when they exist,
+    and the alert evaluator role writes rows in the loader's tables but owns none of them."""
     with conn.transaction():
-        for stmt in DDL:
-            conn.execute(stmt)
+        table_exists = conn.execute(
+            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+            [SCHEMA, TABLE.split(".", 1)[1]]).fetchall()
+        if not table_exists:
+            schema_exists = conn.execute("select 1 from information_schema.schemata where schema_name = ?",
+                                         [SCHEMA]).fetchall()
+            for stmt in DDL:
+                if not (schema_exists and stmt.startswith("create schema")):
+                    conn.execute(stmt)
         _migrate(conn)
 
 
