@@ -184,8 +184,9 @@ def test_the_pipeline_runs_with_only_the_source_reader_and_the_loader(module_pg_
 
 
 def test_the_alert_evaluator_creates_the_alerts_tables_in_the_existing_schema(env):
-    """The ledger's and the outbox's DDL skip ``create schema`` when ``alerts`` exists (PostgreSQL
-    checks CREATE on the database even for ``if not exists``, which the evaluator lacks)."""
+    """The ledger's and the outbox's DDL run only for what is missing: PostgreSQL checks CREATE on
+    the database for ``create schema if not exists`` and ownership for ``create index if not
+    exists`` even when they exist, and the evaluator has neither."""
     from orchestration.lib.alerts import ledger, outbox
 
     evaluator = Location.parse(env.wh("alert_evaluator"))

@@ -21,17 +21,16 @@ import dagster as dg
 from orchestration.defs.resources import OpsLocations
 from orchestration.lib.alerts.channels import channels_from_env
 from orchestration.lib.alerts.tick import STALENESS_RULES, floor_time, run_tick
-from orchestration.lib.db import DuckDBLockedError
+from orchestration.lib.analyst_copy import is_lock_conflict
 
 TIMER_STEP = timedelta(minutes=5)
 REPORT_JOB_PREFIX = "report_"  # report runs read the warehouse; they do not update it
 
 
 def _warehouse_busy(exc: Exception) -> bool:
-    """A DuckDB warehouse file is locked while a run writes it: try again on the next tick."""
-    if isinstance(exc, DuckDBLockedError):
-        return True
-    return "lock" in str(exc).lower() and type(exc).__module__.startswith("_duckdb")
+    """A DuckDB warehouse file is locked while a run writes it: try again on the next tick (the
+    driver's error and db.DuckDBLockedError, which wraps it, both carry DuckDB's conflict text)."""
+    return is_lock_conflict(exc)
 
 
 @dg.run_status_sensor(
