@@ -164,3 +164,37 @@ def test_quarantine_check_warns_only_when_this_run_quarantined_rows():
     assert not dirty.passed and dirty.severity == dg.AssetCheckSeverity.WARN
     assert dirty.metadata["rows_quarantined"].value == 2
     assert dirty.metadata["quarantine_open"].value == 3
+
+
+def _dbt_parse(target_path: Path, dbt_vars: str) -> dict:
+    """``dbt parse`` into ``target_path`` (DuckDB target: no database is touched); dbt's perf_info."""
+    from orchestration.lib.build import dbt_executable
+    from orchestration.lib.settings import DBT_PROJECT_DIR
+
+    subprocess.run([dbt_executable(), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                    "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "duckdb", "--vars", dbt_vars,
+                    "--target-path", str(target_path)], check=True, capture_output=True,
+                   # one profile for every call: a changed profile (another path) means a full parse
+                   env={**os.environ, "OPS_WAREHOUSE_DUCKDB_PATH": str(target_path.parent / "unused.duckdb")})
+    import json
+    return json.loads((target_path / "perf_info.json").read_text())
+
+
+def test_a_published_parse_spares_the_next_dbt_invocation_its_full_parse(tmp_path):
+    """What the dbt assets do after each invocation (publish_partial_parse into the project's
+    target, which dagster-dbt copies into the next invocation's own target): the next invocation
+    with the same vars and profile parses no file again (dbt parse leaves a file made without the
+    run's vars, with which every invocation parsed the whole project)."""
+    from orchestration.lib.build import PARTIAL_PARSE_FILE, publish_partial_parse
+
+    run_vars = '{"time_floor": "2020-01-01T00:00:00+00:00"}'
+    first, project_target, second = tmp_path / "first", tmp_path / "project_target", tmp_path / "second"
+    assert _dbt_parse(first, run_vars)["parsed_path_count"] > 0  # nothing to start from
+
+    assert publish_partial_parse(first, project_target)
+    assert sorted(p.name for p in project_target.iterdir()) == [PARTIAL_PARSE_FILE]  # no staging file left
+    second.mkdir()
+    (second / PARTIAL_PARSE_FILE).write_bytes((project_target / PARTIAL_PARSE_FILE).read_bytes())
+    assert _dbt_parse(second, run_vars)["parsed_path_count"] == 0
+
+    assert not publish_partial_parse(tmp_path / "no_such_invocation", project_target)

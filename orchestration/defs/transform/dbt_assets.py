@@ -20,7 +20,8 @@ from dagster_dbt.dbt_project import using_dagster_dev
 
 from orchestration.defs.resources import OpsLocations
 from orchestration.lib import settings
-from orchestration.lib.build import AFTER_TEMPLATES_SELECTOR, dbt_build_args, dbt_executable, time_floor_var
+from orchestration.lib.build import (AFTER_TEMPLATES_SELECTOR, dbt_build_args, dbt_executable, publish_partial_parse,
+                                     time_floor_var)
 from orchestration.lib.dbt_env import dbt_env, dbt_target
 from orchestration.lib.extract.engine import failed_tables
 from orchestration.lib.extract.raw_schema import RAW_SCHEMA, TABLES
@@ -119,7 +120,10 @@ def _build(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCl
             "extract failed in this run for " + ", ".join(sorted(failed)) + ": the models reading "
             + ("it" if len(failed) == 1 else "them") + " are left out of this build (" + " ".join(
                 excluded_for_failed_extracts(failed)) + "); every other model is built")
-    yield from dbt.cli(args, context=context).stream()
+    invocation = dbt.cli(args, context=context)
+    yield from invocation.stream()
+    # the next invocation (the template marts, the next run) starts from this parse
+    publish_partial_parse(invocation.target_path, ops_dbt_project.project_dir / ops_dbt_project.target_path)
 
 
 def excluded_for_failed_extracts(failed: Mapping[str, str]) -> list[str]:
