@@ -3,23 +3,20 @@ readable while another process writes the main file, the same data, swapped atom
 publish is loud and keeps the previous copy.
 
 DuckDB locks a file per process (and caches one database instance per path in a process), so the
-writers and the readers that must stay open across a publish run in subprocesses."""
+writers and the readers that must stay open across a publish run in subprocesses. The main job's
+own run publishing the copy is checked in tests/test_pipeline_end_to_end.py."""
 
 from __future__ import annotations
 
 import errno
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
-from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
-from dagster_runs import materialized, run_main_job
+from duckdb_holder import Holder
 
 from orchestration.defs.analyst_copy import ASSET_KEY, build_analyst_copy_asset
 from orchestration.defs.resources import OpsLocations
@@ -31,10 +28,6 @@ from orchestration.lib.analyst_copy import (
     publish_analyst_copy,
 )
 from orchestration.lib.settings import Location
-from orchestration.lib.simulator import simulate
-
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
-
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -62,43 +55,6 @@ def _count(path: Path, relation: str = "marts.mart_x") -> int:
         return conn.execute(f"select count(*) from {relation}").fetchone()[0]
     finally:
         conn.close()
-
-
-class Holder:
-    """A separate process holding a DuckDB connection open: ``write`` (the hourly job writing the
-    main file, a transaction open) or a read-only reader that counts on demand."""
-
-    SCRIPT = textwrap.dedent("""
-        import sys, duckdb
-        path, mode = sys.argv[1], sys.argv[2]
-        conn = duckdb.connect(path, read_only=(mode == "read"))
-        if mode == "write":
-            conn.execute("begin transaction")
-            conn.execute("insert into marts.mart_x select -range - 1 from range(5)")
-        print("ready", flush=True)
-        for line in sys.stdin:
-            print(conn.execute("select count(*) from marts.mart_x").fetchone()[0], flush=True)
-    """)
-
-    def __init__(self, path: Path, mode: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", self.SCRIPT, str(path), mode], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
-
-    def count(self) -> int:
-        self.proc.stdin.write("count\n")
-        self.proc.stdin.flush()
-        return int(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
-    def __enter__(self) -> "Holder":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -282,59 +238,3 @@ def test_the_asset_is_a_no_op_on_postgres():
     assert result.success
     [event] = result.get_asset_materialization_events()
     assert "ops_analyst" in event.materialization.metadata["skipped"].value
-
-
-@pytest.fixture(scope="module")
-def job_run(tmp_path_factory):
-    """Two simulated days (DuckDB source), one run of the code location's main job with its executor."""
-    tmp = tmp_path_factory.mktemp("analyst_copy")
-    source = Location.parse(str(tmp / "source.duckdb"))
-    simulate(source, days=2, seed=11, end=END, truth_path=tmp / "truth.json")
-    warehouse = Location.parse(str(tmp / "warehouse.duckdb"))
-    return warehouse, run_main_job(source, warehouse, END.isoformat())
-
-
-def test_the_main_job_publishes_the_copy_after_its_marts(job_run):
-    warehouse, result = job_run
-    assert result.success
-    done = materialized(result)
-    assert "analyst_copy" in done and {"mart_error_frequency", "mart_anomalies", "mart_template_rank_7d_30d"} <= done
-    order = [e.asset_key.to_user_string() for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
-    assert order[-1] == "analyst_copy"  # after every other materialization of the run
-    [event] = [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
-               and e.asset_key == ASSET_KEY]
-    metadata = event.event_specific_data.materialization.metadata
-    copy = analyst_copy_path(warehouse)
-    assert metadata["path"].value == str(copy) and metadata["bytes"].value == copy.stat().st_size
-
-
-def test_the_copy_holds_the_same_rows_as_the_main_file(job_run):
-    warehouse, _ = job_run
-    copy = analyst_copy_path(warehouse)
-    counts = {}
-    for path in (warehouse.path, copy):
-        conn = duckdb.connect(str(path), read_only=True)
-        tables = conn.execute("select schema_name, table_name from duckdb_tables() order by all").fetchall()
-        views = conn.execute("select schema_name, view_name from duckdb_views() where not internal "
-                             "order by all").fetchall()
-        counts[path] = {f"{s}.{t}": conn.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0]
-                        for s, t in tables + views}
-        conn.close()
-    assert counts[copy] == counts[warehouse.path]
-    marts = {k: n for k, n in counts[copy].items() if k.startswith("marts.")}
-    assert len(marts) >= 10 and marts["marts.mart_error_frequency"] > 0
-    assert any(k.startswith("staging.") for k in counts[copy])  # the views resolve in the copy
-
-
-def test_a_report_reads_the_copy_while_a_run_holds_the_warehouse(job_run):
-    from orchestration.lib.reports.data import gather
-    from orchestration.lib.reports.period import period_for
-
-    warehouse, _ = job_run
-    period = period_for("daily", END)
-    unlocked = gather(warehouse, period)
-    assert unlocked.headline["errors"] > 0
-    with Holder(warehouse.path, "hold"):  # a run writing the main file (read-write connection held)
-        with pytest.raises(WarehouseLocked):
-            connect_read_only(warehouse)
-        assert gather(warehouse, period).headline == unlocked.headline

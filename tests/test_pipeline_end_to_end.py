@@ -7,17 +7,21 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
+import uuid
+
 import dagster as dg
+import duckdb
 import pytest
+from dagster_runs import materialized, run_main_job, step_failures
 from dbquery import normalised_rows, query_location
+from duckdb_holder import Holder
+from pg_roles import as_user, denied, drop_roles, rows
 from source_fidelity import assert_raw_equals_source
 
-from orchestration.defs.error_analytics.assets import mart_error_templates
-from orchestration.defs.extract.assets import extract_assets
-from orchestration.defs.resources import OpsLocations
-from orchestration.defs.transform.dbt_assets import dbt_resource, ops_dbt_models, ops_dbt_template_models
+from orchestration.defs.analyst_copy import ASSET_KEY as ANALYST_COPY_KEY
 from orchestration.lib import checklist
-from orchestration.lib.dbt_env import dbt_target
+from orchestration.lib.admin.roles import RoleNames, setup_roles
+from orchestration.lib.analyst_copy import WarehouseLocked, analyst_copy_path, connect_read_only
 from orchestration.lib.extract.raw_schema import TABLES
 from orchestration.lib.settings import Location
 from orchestration.lib.simulator import simulate
@@ -29,38 +33,52 @@ AS_OF = END
 MART_COLUMNS = "event_type, error_count, days_with_errors, error_count_normalised, critical_count"
 
 
-def run_on_both(source: Location, warehouses: dict[str, Location]) -> dict[str, dg.ExecuteInProcessResult]:
+class Pipeline:
+    """The source (``source``: as its owner, for the tests' queries; ``reader``: as the job read it),
+    the warehouses as the job wrote them (the PostgreSQL one as the loader), each run's result."""
+
+    def __init__(self, source: Location, reader: Location, warehouses: dict[str, Location],
+                 results: dict[str, dg.ExecutionResult], roles: RoleNames, warehouse_admin: str) -> None:
+        self.source, self.reader, self.warehouses, self.results = source, reader, warehouses, results
+        self.roles, self.warehouse_admin = roles, warehouse_admin
+
+    def __iter__(self):  # source, warehouses, results
+        return iter((self.source, self.warehouses, self.results))
+
+
+def run_on_both(source: Location, warehouses: dict[str, Location]) -> dict[str, dg.ExecutionResult]:
     """The two targets at once (dbt mostly waits on its database; two cores here)."""
     with ThreadPoolExecutor(max_workers=len(warehouses)) as pool:
-        futures = {kind: pool.submit(run_pipeline, source, wh) for kind, wh in warehouses.items()}
+        futures = {kind: pool.submit(run_main_job, source, wh, AS_OF.isoformat()) for kind, wh in warehouses.items()}
         return {kind: future.result() for kind, future in futures.items()}
-
-
-def run_pipeline(source: Location, warehouse: Location) -> dg.ExecuteInProcessResult:
-    resources = {
-        "ops_locations": OpsLocations(source_url=source.dsn or str(source.path),
-                                      warehouse_url=warehouse.dsn or str(warehouse.path)),
-        "dbt": dbt_resource(dbt_target(warehouse)),
-    }
-    # closed in the thread that opened it (its SQLite storage must not be closed from another)
-    with dg.DagsterInstance.ephemeral() as instance:
-        return dg.materialize(
-            [*extract_assets, ops_dbt_models, mart_error_templates, ops_dbt_template_models], resources=resources,
-            run_config={"ops": {"ops_dbt_models": {"config": {"as_of": AS_OF.isoformat()}},
-                                "mart_error_templates": {"config": {"as_of": AS_OF.isoformat()}},
-                                "ops_dbt_template_models": {"config": {"as_of": AS_OF.isoformat()}}}},
-            instance=instance, raise_on_error=False,
-        )
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, module_pg_databases):
     tmp = tmp_path_factory.mktemp("e2e")
-    source = Location.parse(module_pg_databases.new("src"))
-    simulate(source, days=10, seed=7, end=END, truth_path=tmp / "truth.json")
-    warehouses = {"duckdb": Location.parse(str(tmp / "warehouse.duckdb")),
-                  "postgres": Location.parse(module_pg_databases.new("wh"))}
-    return source, warehouses, run_on_both(source, warehouses)
+    source_dsn = module_pg_databases.new("src")
+    simulate(Location.parse(source_dsn), days=10, seed=7, end=END, truth_path=tmp / "truth.json")
+    warehouse_dsn = module_pg_databases.new("wh")
+    roles = RoleNames.with_prefix(f"e{uuid.uuid4().hex[:6]}_")
+    try:
+        setup_roles(Location.parse(warehouse_dsn), Location.parse(source_dsn), roles, passwords={})
+        reader = Location.parse(as_user(source_dsn, roles.source_reader))
+        warehouses = {"duckdb": Location.parse(str(tmp / "warehouse.duckdb")),
+                      "postgres": Location.parse(as_user(warehouse_dsn, roles.loader))}
+        yield Pipeline(Location.parse(source_dsn), reader, warehouses, run_on_both(reader, warehouses), roles,
+                       warehouse_dsn)
+    finally:
+        drop_roles(roles, [warehouse_dsn, source_dsn])
+
+
+def _judges_recency(check) -> bool:
+    """The Great Expectations suites judge recency against the wall clock: on this history, which
+    ended on END, their freshness expectations (the newest row within N hours of now) fail, and
+    only those may (tests/test_gx_checks.py covers the suites)."""
+    table = check.metadata.get("failing_expectations")
+    failing = [line for line in (table.value if table else "").splitlines() if line.startswith("| `")]
+    return (check.asset_check_key.name.startswith("gx_") and bool(failing)
+            and all(line.startswith("| `expect_column_max_to_be_between` |") for line in failing))
 
 
 def test_the_job_succeeds_on_both_targets_with_all_dbt_checks_passing(pipeline):
@@ -68,17 +86,17 @@ def test_the_job_succeeds_on_both_targets_with_all_dbt_checks_passing(pipeline):
     bad_times = len(_truth_habit(source, "bad_event_times")["events"])
     assert bad_times >= 1, "the simulator's writers leave NULL / epoch / infinity event times"
     for kind, result in results.items():
-        assert result.success, kind
+        assert result.success, (kind, step_failures(result))
         checks = result.get_asset_check_evaluations()
         assert checks, f"{kind}: dbt tests should report as asset checks"
-        failed = [c for c in checks if not c.passed]
+        failed = [c for c in checks if not c.passed and not _judges_recency(c)]
         # the only red check: the extract quarantined the source's events with impossible times
-        assert [c.asset_check_key.to_user_string() for c in failed] == ["raw/system_events:no_rows_quarantined"], kind
+        assert [c.asset_check_key.to_user_string() for c in failed] == ["raw/system_events:no_rows_quarantined"], \
+            (kind, [(c.asset_check_key.to_user_string(), c.metadata) for c in failed])
         assert sum(failed[0].metadata["by_reason"].value.values()) == bad_times, kind
-        materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
         expected = {"raw/system_events", "fct_system_events", "mart_error_frequency", "mart_error_templates",
-                    "mart_template_rank_7d_30d", "mart_template_correlation"}
-        assert expected <= materialized
+                    "mart_template_rank_7d_30d", "mart_template_correlation", "mart_anomalies"}
+        assert {f"raw/{t}" for t in TABLES} | expected <= materialized(result), kind
 
 
 def test_extraction_metadata_reports_counts_cursor_and_lag(pipeline):
@@ -135,6 +153,75 @@ def test_normalised_count_sees_what_the_checklists_literal_filter_misses(pipelin
     assert totals[1] - totals[0] == quirky
 
 
+# ---------------------------------------------------------------------------------------------
+# least privilege: the job above ran as the source reader and the loader
+
+
+def test_the_job_ran_as_the_source_reader_and_the_loader_only(pipeline):
+    """Everything in the PostgreSQL warehouse belongs to the loader; the analyst reads the marts the
+    run built, and not raw."""
+    analyst = as_user(pipeline.warehouse_admin, pipeline.roles.analyst)
+    assert rows(analyst, "select count(*) from marts.fct_system_events")[0][0] > 0
+    assert rows(analyst, "select count(*) from marts.mart_error_frequency")[0][0] > 0
+    assert denied(analyst, "select count(*) from raw.system_events")
+    owners = rows(pipeline.warehouse_admin, "select distinct pg_get_userbyid(c.relowner) from pg_class c "
+                  "join pg_namespace n on n.oid = c.relnamespace "
+                  "where n.nspname in ('raw', 'staging', 'intermediate', 'marts', 'seeds', 'alerts')")
+    assert owners == [(pipeline.roles.loader,)]
+    # the reader could read the source tables and nothing else
+    assert denied(pipeline.reader.dsn, "select count(*) from sim_truth.incidents")
+
+
+# ---------------------------------------------------------------------------------------------
+# the analysts' copy of the DuckDB warehouse, published by the run
+
+
+def test_the_main_job_publishes_the_copy_after_its_marts(pipeline):
+    warehouse, result = pipeline.warehouses["duckdb"], pipeline.results["duckdb"]
+    order = [e.asset_key.to_user_string() for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+    assert order[-1] == "analyst_copy"  # after every other materialization of the run
+    [event] = [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
+               and e.asset_key == ANALYST_COPY_KEY]
+    metadata = event.event_specific_data.materialization.metadata
+    copy = analyst_copy_path(warehouse)
+    assert metadata["path"].value == str(copy) and metadata["bytes"].value == copy.stat().st_size
+
+
+def test_the_copy_holds_the_same_rows_as_the_main_file(pipeline):
+    warehouse = pipeline.warehouses["duckdb"]
+    copy = analyst_copy_path(warehouse)
+    counts = {}
+    for path in (warehouse.path, copy):
+        conn = duckdb.connect(str(path), read_only=True)
+        tables = conn.execute("select schema_name, table_name from duckdb_tables() order by all").fetchall()
+        views = conn.execute("select schema_name, view_name from duckdb_views() where not internal "
+                             "order by all").fetchall()
+        counts[path] = {f"{s}.{t}": conn.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0]
+                        for s, t in tables + views}
+        conn.close()
+    assert counts[copy] == counts[warehouse.path]
+    marts = {k: n for k, n in counts[copy].items() if k.startswith("marts.")}
+    assert len(marts) >= 10 and marts["marts.mart_error_frequency"] > 0
+    assert any(k.startswith("staging.") for k in counts[copy])  # the views resolve in the copy
+
+
+def test_a_report_reads_the_copy_while_a_run_holds_the_warehouse(pipeline):
+    from orchestration.lib.reports.data import gather
+    from orchestration.lib.reports.period import period_for
+
+    warehouse = pipeline.warehouses["duckdb"]
+    period = period_for("daily", END)
+    unlocked = gather(warehouse, period)
+    assert unlocked.headline["errors"] > 0
+    with Holder(warehouse.path, "hold"):  # a run writing the main file (read-write connection held)
+        with pytest.raises(WarehouseLocked):
+            connect_read_only(warehouse)
+        assert gather(warehouse, period).headline == unlocked.headline
+
+
+# ---------------------------------------------------------------------------------------------
+# last: a second run rewrites the PostgreSQL warehouse
+
 # the error marts whose incremental path (hooks included) a second run exercises
 STABLE_MARTS = ("mart_error_frequency", "mart_shutdown_episodes", "mart_shutdown_causes",
                 "mart_checklist_shutdown_causes", "mart_error_recovery", "mart_error_correlation")
@@ -150,11 +237,13 @@ def test_a_second_run_takes_the_incremental_path_and_changes_no_mart(pipeline):
     warehouses = {"postgres": all_warehouses["postgres"]}
     before = {(kind, mart): normalised_rows(query_location(wh, f"select * from marts.{mart}"))
               for kind, wh in warehouses.items() for mart in STABLE_MARTS}
-    results = {"postgres": run_pipeline(source, warehouses["postgres"])}
+    results = {"postgres": run_main_job(pipeline.reader, warehouses["postgres"], AS_OF.isoformat())}
     for kind, wh in warehouses.items():
         result = results[kind]
         assert result.success, kind
-        assert all(c.passed for c in result.get_asset_check_evaluations()), kind
+        failed = [c.asset_check_key.to_user_string() for c in result.get_asset_check_evaluations()
+                  if not c.passed and not _judges_recency(c)]
+        assert not failed, (kind, failed)
         for mart in STABLE_MARTS:
             assert normalised_rows(query_location(wh, f"select * from marts.{mart}")) == before[(kind, mart)], \
                 (kind, mart)

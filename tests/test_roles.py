@@ -1,7 +1,7 @@
 """Least-privilege roles (``ops-warehouse admin roles``) on real PostgreSQL: each role connects
 (trust authentication locally, so a DSN with ``user=<role>`` logs in) and is shown what it can
-and cannot do; the whole pipeline (extract of every table, dbt build, templates) runs with only
-the source reader and the loader.
+and cannot do. The whole main job runs with only the source reader and the loader in
+tests/test_pipeline_end_to_end.py.
 
 Roles are cluster-global and tests may run concurrently: every module uses its own role prefix,
 and the roles are dropped (with what they own) at teardown."""
@@ -10,47 +10,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import psycopg
 import pytest
+from pg_roles import as_user, denied, drop_roles, rows
 
-from orchestration.lib.admin.roles import ROLES, RoleNames, scram_verifier, setup_roles
+from orchestration.lib.admin.roles import RoleNames, scram_verifier, setup_roles
 from orchestration.lib.settings import Location
 
 END = datetime(2026, 11, 1, tzinfo=timezone.utc)
-
-
-def as_user(dsn: str, user: str) -> str:
-    parts = urlsplit(dsn)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, ""))
-
-
-def denied(dsn: str, statement: str) -> bool:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        try:
-            conn.execute(statement)
-        except psycopg.errors.InsufficientPrivilege:
-            return True
-    return False
-
-
-def rows(dsn: str, statement: str) -> list[tuple]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(statement)
-        return cur.fetchall() if cur.description else []
-
-
-def drop_roles(names: RoleNames, dsns: list[str]) -> None:
-    for dsn in dsns:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for role in ROLES:
-                if conn.execute("select 1 from pg_roles where rolname = %s", [names.name(role)]).fetchone():
-                    conn.execute(f'drop owned by "{names.name(role)}" cascade')
-    with psycopg.connect(dsns[0], autocommit=True) as conn:
-        for role in ROLES:
-            conn.execute(f'drop role if exists "{names.name(role)}"')
 
 
 class Env:
@@ -150,37 +118,6 @@ def test_scram_verifier_is_what_postgres_would_store():
     assert v == scram_verifier("pencil", salt=b"0123456789abcdef") != scram_verifier("pencil")
     head, keys = v.rsplit("$", 1)
     assert head == "SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==" and len(keys.split(":")) == 2
-
-
-def test_the_pipeline_runs_with_only_the_source_reader_and_the_loader(module_pg_databases, tmp_path):
-    """Extract of every table into a PostgreSQL warehouse, the dbt build and the template marts,
-    connected as the source reader and the loader; then the analyst reads the marts."""
-    from dagster_runs import materialized, run_main_job, step_failures
-
-    from orchestration.lib.extract.raw_schema import TABLES
-    from orchestration.lib.simulator import simulate
-
-    source = module_pg_databases.new("psrc")
-    warehouse = module_pg_databases.new("pwh")
-    simulate(Location.parse(source), days=2, seed=11, end=END, truth_path=tmp_path / "truth.json")
-    names = RoleNames.with_prefix(f"t{uuid.uuid4().hex[:6]}_")
-    try:
-        setup_roles(Location.parse(warehouse), Location.parse(source), names, passwords={})
-        e = Env(source, warehouse, names)
-        result = run_main_job(Location.parse(e.src()), Location.parse(e.wh("loader")), END.isoformat())
-        assert result.success, step_failures(result)
-        done = materialized(result)
-        assert {f"raw/{t}" for t in TABLES} <= done and "mart_error_frequency" in done, done
-        assert rows(e.wh("analyst"), "select count(*) from marts.fct_system_events")[0][0] > 0
-        assert rows(e.wh("analyst"), "select count(*) from marts.mart_error_frequency")[0][0] > 0
-        assert denied(e.wh("analyst"), "select count(*) from raw.system_events")
-        # everything in the warehouse belongs to the loader
-        owners = rows(warehouse, "select distinct pg_get_userbyid(c.relowner) from pg_class c "
-                                 "join pg_namespace n on n.oid = c.relnamespace "
-                                 "where n.nspname in ('raw', 'staging', 'intermediate', 'marts', 'seeds', 'alerts')")
-        assert owners == [(names.loader,)]
-    finally:
-        drop_roles(names, [warehouse, source])
 
 
 def test_the_alert_evaluator_creates_the_alerts_tables_in_the_existing_schema(env):

@@ -58,6 +58,22 @@ def test_build_marts_builds_the_template_marts_after_mining(simulated_warehouses
               f"{build.template_marts.seconds:.1f}s")
 
 
+def test_every_dbt_unit_test_runs_and_passes_on_both_targets(simulated_warehouses):
+    """The suite's one run of dbt's unit tests (production builds leave them out: dbt_build_args)."""
+    import json
+
+    from orchestration.lib.settings import DBT_PROJECT_DIR
+
+    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    declared = set(manifest["unit_tests"])
+    assert len(declared) >= 50
+    for kind, build in simulated_warehouses.builds.items():
+        ran = {uid: status for uid, status, _ in build.core.results + build.template_marts.results
+               if uid.startswith("unit_test.")}
+        assert set(ran) == declared, (kind, declared ^ set(ran))
+        assert set(ran.values()) == {"pass"}, (kind, {u: st for u, st in ran.items() if st != "pass"})
+
+
 @pytest.mark.parametrize("relation, columns", [
     ("marts.mart_template_rank_7d_30d", RANK_COLUMNS),
     ("marts.mart_template_correlation", CORRELATION_COLUMNS),

@@ -6,7 +6,7 @@ The marts are built in three steps, in the order the Dagster graph runs them
 1. ``dbt build --exclude tag:after_templates``: staging, facts and every mart not reading templates;
 2. ``refresh_templates``: mine the error events not mined yet (marts.error_event_templates, …);
 3. ``dbt build --select tag:after_templates``: the marts reading the templates (dbt source
-   ``templates``), with their data and unit tests.
+   ``templates``), with their data tests (unit tests only when asked: they are for CI).
 
 Every dbt call gets ``--vars {as_of: …}`` so all three steps use the same reporting window.
 The Dagster assets build the same selections with the same arguments (``dbt_build_args``).
@@ -42,9 +42,17 @@ def dbt_executable() -> str:
 
 
 def dbt_build_args(as_of: str | None = None, full_refresh: bool = False, *, select: str | None = None,
-                   exclude: str | None = None, extra_vars: Mapping[str, Any] | None = None) -> list[str]:
-    """Arguments of one ``dbt build`` (without project, profile and target options)."""
+                   exclude: str | None = None, extra_vars: Mapping[str, Any] | None = None,
+                   unit_tests: bool = False) -> list[str]:
+    """Arguments of one ``dbt build`` (without project, profile and target options).
+
+    dbt unit tests check the models' SQL on fixed inputs, not the data: they belong to CI (``make
+    test`` runs each once per target, tests/test_template_marts.py), not to every hourly run, where
+    they were ~30 % of the build (57 of ~660 nodes, each creating and dropping its fixture tables).
+    ``unit_tests=True`` keeps them (dbt's own advice: exclude them in production)."""
     args = ["build"]
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     dbt_vars = {**({"as_of": as_of} if as_of else {}), **(extra_vars or {})}
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars)]
@@ -150,12 +158,12 @@ def run_dbt(warehouse: Location, args: list[str], *, target_path: Path, timeout:
 
 def build_marts(warehouse: Location, as_of: datetime, full_refresh: bool = False, *,
                 dbt_vars: Mapping[str, Any] | None = None, target_path: Path | None = None,
-                timeout: float | None = 1800) -> BuildResult:
+                timeout: float | None = 1800, unit_tests: bool = False) -> BuildResult:
     """dbt build (all but the template marts) → refresh_templates → dbt build (the template marts).
 
     ``as_of`` ends every reporting window (dbt var ``as_of`` and the miner's 7/30-day counts);
     ``full_refresh`` rebuilds the incremental models; ``dbt_vars`` adds dbt vars (e.g.
-    ``fct_lookback_hours``); ``target_path`` is dbt's target directory (default: a fresh temporary
+    ``fct_lookback_hours``); ``unit_tests`` runs dbt's unit tests too (CI); ``target_path`` is dbt's target directory (default: a fresh temporary
     one per call, so concurrent builds never share dbt's files). Raises BuildError when a dbt
     step fails (nothing after it runs).
     """
@@ -165,7 +173,7 @@ def build_marts(warehouse: Location, as_of: datetime, full_refresh: bool = False
     with tempfile.TemporaryDirectory(prefix="ops_dbt_") as tmp:
         path = Path(target_path) if target_path else Path(tmp)
         path.mkdir(parents=True, exist_ok=True)
-        common = {"as_of": as_of.isoformat(), "full_refresh": full_refresh,
+        common = {"as_of": as_of.isoformat(), "full_refresh": full_refresh, "unit_tests": unit_tests,
                   "extra_vars": {**time_floor_var(), **(dbt_vars or {})}}
         core = run_dbt(warehouse, dbt_build_args(**common, exclude=AFTER_TEMPLATES_SELECTOR),
                        target_path=path, timeout=timeout)
