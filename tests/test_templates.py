@@ -104,7 +104,11 @@ def test_mask_order_keeps_compound_values_whole() -> None:
     # A uuid is not five hex runs; an ISO timestamp is not a pile of numbers; a quoted value with digits is one <STR>.
     assert mask("decision 6efb63b1-1b04-4863-bd7d-dbedd284476c") == "decision <UUID>"
     assert "<NUM>" not in mask("at 2026-11-27T04:52:58Z")
-    assert mask("selector 'div[3] > span' missing") == "selector <STR> missing"
+    assert mask("selector 'div[3]>span' missing") == "selector <STR> missing"
+    # A quoted phrase is text, not one value: an HTTP request line keeps its method, its path is a <PATH>.
+    assert mask('10.11.10.1 "GET /v2/54fadb412c/servers/detail HTTP/1.1" status: 200') == (
+        '<IP> "GET <PATH> HTTP/<NUM>" status: <NUM>'
+    )
 
 
 def test_mask_leaves_words_and_codes_alone() -> None:
