@@ -9,9 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.template_accuracy import evaluate_dir, grouping_accuracy, main, summarize
+from benchmarks.template_accuracy import (
+    choose_setting,
+    evaluate_dir,
+    grid,
+    grouping_accuracy,
+    leave_one_dataset_out,
+    main,
+    production_setting,
+    summarize,
+)
+from orchestration.lib.simulator.labelled import labelled_error_messages
 from orchestration.lib.templates import TemplateMiner, alias_rows, error_text, mask, mine_templates, template_id
-from orchestration.lib.templates.miner import Cluster
+from orchestration.lib.templates.miner import Cluster, adaptive_threshold, differing_positions
 
 
 def _loghub_dir() -> Path:
@@ -27,8 +37,9 @@ def _loghub_dir() -> Path:
 
 
 LOGHUB_DIR = _loghub_dir()
-# Measured with the default miner on the eight Loghub 2k samples: mean GA 0.972 (Drain published: 0.954).
-MEASURED_MEAN_GA = 0.972
+# Measured with the default miner on the eight Loghub 2k samples (in sample: the defaults were chosen on them):
+# mean GA 0.976 (Drain published: 0.954). Held out (leave-one-dataset-out on the full grid): 0.957.
+MEASURED_MEAN_GA = 0.976
 GA_MARGIN = 0.01
 
 
@@ -104,7 +115,11 @@ def test_mask_order_keeps_compound_values_whole() -> None:
     # A uuid is not five hex runs; an ISO timestamp is not a pile of numbers; a quoted value with digits is one <STR>.
     assert mask("decision 6efb63b1-1b04-4863-bd7d-dbedd284476c") == "decision <UUID>"
     assert "<NUM>" not in mask("at 2026-11-27T04:52:58Z")
-    assert mask("selector 'div[3] > span' missing") == "selector <STR> missing"
+    assert mask("selector 'div[3]>span' missing") == "selector <STR> missing"
+    # A quoted phrase is text, not one value: an HTTP request line keeps its method, its path is a <PATH>.
+    assert mask('10.11.10.1 "GET /v2/54fadb412c/servers/detail HTTP/1.1" status: 200') == (
+        '<IP> "GET <PATH> HTTP/<NUM>" status: <NUM>'
+    )
 
 
 def test_mask_leaves_words_and_codes_alone() -> None:
@@ -280,7 +295,9 @@ def test_grouping_accuracy_on_a_hand_made_set() -> None:
 
 
 def test_benchmark_on_loghub_reaches_measured_floor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    results = evaluate_dir(LOGHUB_DIR)
+    # Two settings instead of the grid (the full run takes ~40 s): the production default and a loose one.
+    settings = [production_setting(), (("sim_threshold", 0.5), ("word_penalty", 0.0), ("word_variants", 4))]
+    results, chosen = evaluate_dir(LOGHUB_DIR, settings, simulator_messages=600)
     summary = summarize(results)
     assert {r["dataset"] for r in results} >= {
         "BGL",
@@ -291,16 +308,132 @@ def test_benchmark_on_loghub_reaches_measured_floor(tmp_path: Path, capsys: pyte
         "Thunderbird",
         "Windows",
         "Zookeeper",
+        "simulator",
     }
-    assert float(summary["mean_ga"]) >= MEASURED_MEAN_GA - GA_MARGIN  # type: ignore[arg-type]
-    assert float(summary["mean_ga"]) >= float(summary["drain_published_mean_ga"])  # type: ignore[arg-type]
+    assert chosen["in_sample_setting"] == dict(production_setting()) and chosen["production_default_is_in_sample_choice"]
+    assert float(summary["mean_in_sample_ga"]) >= MEASURED_MEAN_GA - GA_MARGIN  # type: ignore[arg-type]
+    assert float(summary["mean_in_sample_ga"]) >= float(summary["drain_published_mean_ga"])  # type: ignore[arg-type]
+    # held out can only lose against in sample: the in-sample choice is the best mean over the same datasets
+    assert float(summary["mean_ga"]) <= float(summary["mean_in_sample_ga"])  # type: ignore[arg-type]
+    sim = next(r for r in results if r["dataset"] == "simulator")
+    assert sim["true_templates"] > 30 and float(sim["ga"]) > 0.8  # type: ignore[arg-type]
 
     out = tmp_path / "ga.json"
-    assert main([str(LOGHUB_DIR), "--json", str(out)]) == 0
+    assert main([str(LOGHUB_DIR), "--json", str(out), "--simulator-messages", "300"], settings=settings) == 0
     printed = capsys.readouterr().out
-    assert "GA Drain" in printed and "Windows" in printed
+    assert "held out" in printed and "drain3" in printed and "Windows" in printed and "simulator" in printed
     payload = json.loads(out.read_text())
     assert payload["mean_ga"] == summary["mean_ga"] and len(payload["datasets"]) == len(results)
+    assert all({"dataset", "ga", "in_sample_ga", "drain3_default_ga"} <= set(r) for r in payload["datasets"])
+
+
+# ---- leave-one-dataset-out --------------------------------------------------------------------------------
+
+
+def test_leave_one_dataset_out_never_lets_a_dataset_choose_its_own_setting() -> None:
+    loose, strict = (("t", 0.5),), (("t", 0.8),)
+    # A and B mildly prefer `loose`; C is perfect with `strict` and hopeless with `loose`.
+    scores = {(loose, "A"): 0.9, (strict, "A"): 0.8, (loose, "B"): 0.9, (strict, "B"): 0.8,
+              (loose, "C"): 0.0, (strict, "C"): 1.0}
+    settings = [loose, strict]
+    assert choose_setting(scores, settings, ["A", "B", "C"]) == strict  # in sample, C's 1.0 wins the mean
+    lodo = leave_one_dataset_out(scores, settings, ["A", "B", "C"])
+    assert lodo["C"] == (loose, 0.0)  # chosen on A and B alone: C pays for it
+    assert lodo["A"] == (strict, 0.8) and lodo["B"] == (strict, 0.8)  # with C among the choosers, strict wins
+
+    class Watching(dict):
+        """Scores that fail the test if the held-out dataset's own scores are read while choosing."""
+
+        held_out: str | None = None
+
+        def __getitem__(self, key):  # type: ignore[no-untyped-def]
+            assert key[1] != self.held_out, f"{self.held_out} was used to choose its own setting"
+            return super().__getitem__(key)
+
+    watching = Watching(scores)
+    for held_out in ("A", "B", "C"):
+        watching.held_out = held_out
+        choose_setting(watching, settings, [d for d in ("A", "B", "C") if d != held_out])
+    with pytest.raises(ValueError):
+        choose_setting(scores, settings, [])
+
+
+def test_grid_holds_the_production_default() -> None:
+    settings = grid()
+    assert production_setting() in settings and len(settings) == len(set(settings))
+
+
+# ---- robustness mechanisms ------------------------------------------------------------------------------
+
+
+def test_threshold_adapts_to_the_token_count() -> None:
+    assert adaptive_threshold(0.7, 3) == pytest.approx(2 / 3)  # one value in three tokens is allowed
+    assert adaptive_threshold(0.7, 2) == pytest.approx(0.5)
+    assert adaptive_threshold(0.7, 20) == 0.7 and adaptive_threshold(0.7, 1) == 0.7
+    miner = TemplateMiner()
+    a = miner.add("worker exited chrome.exe").template_id
+    b = miner.add("worker exited firefox.exe")
+    assert not b.created and miner.resolve(a) == b.template_id
+    assert b.cluster.template == "worker exited <*>"
+
+
+def test_templates_one_value_apart_merge_across_tree_leaves() -> None:
+    # The first two tokens route (depth 4): a different program name puts these in different leaves.
+    miner = TemplateMiner()
+    first = miner.add("chrome.exe - www.google.com:443 close, 2210 bytes sent, 5321 bytes received")
+    assert miner.template_of(first.template_id) == "chrome.exe - <HOST> close, <SIZE> sent, <SIZE> received"
+    second = miner.add("firefox.exe - mail.example.com:993 close, 80 bytes sent, 12 bytes received")
+    assert second.cluster.template == "<*> - <HOST> close, <SIZE> sent, <SIZE> received"
+    assert not second.created and second.previous_id == first.template_id
+    assert miner.resolve(first.template_id) == second.template_id and len(miner.clusters) == 1
+    third = miner.add("svchost.exe - a.b.example.org:80 close, 1 bytes sent, 0 bytes received")
+    assert third.template_id == second.template_id and third.cluster.size == 3
+    # the merged state survives a round trip: the third program's leaf leads to the merged template
+    reloaded = TemplateMiner.from_dict(miner.to_dict())
+    assert reloaded.match("svchost.exe - c.example.org:80 close, 9 bytes sent, 9 bytes received") == second.template_id
+
+
+def test_plain_words_at_one_position_merge_only_when_many_differ() -> None:
+    openings = ["Connection opened from 10.0.0.1", "Connection closed from 10.0.0.1"]
+    users = [f"Accepted password for {user} from 10.0.0.{i}" for i, user in enumerate(("root", "admin", "guest"))]
+    miner = TemplateMiner(word_variants=3)
+    assert len({miner.resolve(miner.add(t).template_id) for t in openings}) == 2  # two words: two messages
+    ids = [miner.add(t).template_id for t in users]
+    assert len({miner.resolve(i) for i in ids}) == 1  # the third user name makes the position a variable
+    assert miner.template_of(ids[0]) == "Accepted password for <*> from <IP>"
+    never = TemplateMiner(word_variants=None)
+    assert len({never.resolve(never.add(t).template_id) for t in users}) == 3
+    # a merge never leaves a template of values only
+    values = TemplateMiner()
+    assert len({values.resolve(values.add(t).template_id) for t in ("(a) x1", "(b) y2", "(c) z3")}) >= 2
+
+
+def test_key_value_pairs_keep_the_key_and_generalise_the_value() -> None:
+    miner = TemplateMiner()
+    miner.add("authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=host-1.example.com user=root")
+    result = miner.add("authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=10.0.0.7 user=guest")
+    assert result.cluster.template == (
+        "authentication failure; logname= uid=<NUM> euid=<NUM> tty=NODEVssh ruser= rhost=<*> user=<*>"
+    )
+    assert differing_positions(["user=<*>", "x"], ["user=admin", "x"]) == []
+    assert differing_positions(["user=root", "x"], ["uid=root", "x"]) == [0]
+    # a host name is masked the same alone and after `key=`
+    assert mask("rhost=host-1.example.com") == "rhost=<HOST>" and mask("host-1.example.com") == "<HOST>"
+    assert mask("Resolved MSRA-SA-39.fareast.corp.microsoft.com to /default-rack") == "Resolved <HOST> to /default-rack"
+    assert mask("at org.apache.hadoop.ipc.Client and [ib_sm_sweep.c:1831]") == (
+        "at org.apache.hadoop.ipc.Client and [ib_sm_sweep.c:<NUM>]"
+    )
+
+
+def test_simulator_labelled_messages_are_deterministic_and_labelled() -> None:
+    a = list(labelled_error_messages(200, seed=3))
+    assert a == list(labelled_error_messages(200, seed=3)) and a != list(labelled_error_messages(200, seed=4))
+    by_template: dict[str, set[str]] = {}
+    for m in a:
+        by_template.setdefault(m.template, set()).add(m.text)
+    assert len(by_template) > 20 and any(len(texts) > 3 for texts in by_template.values())
+    job = next(m for m in a if m.template.startswith("job_failed:"))
+    assert job.job_name and job.text.startswith(f"Job {job.job_name} failed during ")
 
 
 def test_a_template_reappearing_elsewhere_joins_the_live_cluster() -> None:

@@ -121,6 +121,12 @@ TRACKED_ERRORS: tuple[TrackedError, ...] = (
                  "Session cookie rejected (auth_token age {n}h), re-login required", 0.05,
                  severity="critical"),
 )
+# The texts of error events, around the catalogue's messages (generate.py, posting.py and labelled.py
+# format these, so the labelled sample says exactly what the simulated events say).
+TRACKED_EVENT_MESSAGE = "[{component}] {error_type}: {message}"  # message cut to 160 characters
+JOB_FAILURE_MESSAGE = "Job {job} failed during {phase} after {ms}ms: {error}"  # error cut to 200
+POST_FAILED_MESSAGE = "{event} {decision} [{code}] after {ms}ms: {text}"  # text cut to 160
+ATTEMPT_FAILED_MESSAGE = "Attempt {number} for {decision} failed: {code}"
 TRACKED_BY_TYPE: dict[str, TrackedError] = {e.error_type: e for e in TRACKED_ERRORS}
 # Types whose baseline is high enough for a x10-20 spike to be visible (>10/hour).
 SPIKE_TYPES = tuple(f"error_{e.error_type}" for e in TRACKED_ERRORS if e.per_hour >= 0.5)

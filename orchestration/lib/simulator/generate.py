@@ -183,8 +183,8 @@ class Timeline:
                 "stack": cat.stack_trace(self.rng, error_name, message),
             },
         }
-        event_id = self.emit(at, event_type, severity, payload,
-                             f"[{component}] {error_type}: {message[:160]}")
+        event_id = self.emit(at, event_type, severity, payload, cat.TRACKED_EVENT_MESSAGE.format(
+            component=component, error_type=error_type, message=message[:160]))
         self._observe_error(at, event_type)
         return event_id
 
@@ -293,8 +293,8 @@ class Timeline:
             "stack": cat.stack_trace(rng, outcome.error_name or "Error", outcome.error or ""),
             "duration_ms": duration // 1000,
             "consecutive_failures": state.consecutive_failures,
-        }, f"Job {spec.name} failed during {outcome.phase} after {duration // 1000}ms: "
-           f"{error_text[:200]}")
+        }, cat.JOB_FAILURE_MESSAGE.format(job=spec.name, phase=outcome.phase, ms=duration // 1000,
+                                          error=error_text[:200]))
         if spec.critical and state.consecutive_failures >= 3:
             self.emit(at + 1000, f"{spec.name}_consecutive_failures", "critical", {
                 "job_name": spec.name,

@@ -305,15 +305,14 @@ def _failed(tl: Timeline, kind: QueueKind, decision: Decision, at: int, end: int
             "error_code": failure.code, "error": text, "stack": stack, "attempt": number,
             "duration_ms": duration_ms,
         }
-    tl.emit(end, kind.failed_event, "error", payload,
-            f"{kind.failed_event} {decision.decision_id} [{failure.code}] after {duration_ms}ms: "
-            f"{text[:160]}")
+    tl.emit(end, kind.failed_event, "error", payload, cat.POST_FAILED_MESSAGE.format(
+        event=kind.failed_event, decision=decision.decision_id, code=failure.code, ms=duration_ms, text=text[:160]))
     failed_payload: dict[str, object] = {"decision_id": decision.decision_id, "attempt": number,
                                          "original_error": text, "job_type": kind.job_type}
     if rng.random() < 0.3:
         failed_payload["primary_error"] = f"fallback poster also failed: {failure.error_name}"
     tl.emit(end + 2000, "posting_attempt_failed", "error", failed_payload,
-            f"Attempt {number} for {decision.decision_id} failed: {failure.code}")
+            cat.ATTEMPT_FAILED_MESSAGE.format(number=number, decision=decision.decision_id, code=failure.code))
     tl.track_error(end + 3000, "post_failure" if kind is CONTENT else "reply_failure", text,
                    component=kind.component, error_name=failure.error_name,
                    decision_id=decision.decision_id, retry_count=number)

@@ -8,12 +8,17 @@ the raw material an earlier, more specific rule owns.
 1. URL first: a URL embeds paths, tweet ids, hex query ids and numbers; masked piecewise it would
    leave a different template per endpoint shape.
 2. EMAIL before anything that could eat its host or its digits.
-3. Quoted values next: what sits in quotes is a value (a column, a constraint, a selector), whatever
-   it looks like; masking it later would only mask its digits and keep its words.
+3. Quoted values next: what sits in quotes without a space is a value (a column, a constraint, a
+   selector), whatever it looks like; masking it later would only mask its digits and keep its words.
+   A quoted phrase (it holds a space) is text, often the message itself (`"GET /v2/... HTTP/1.1"`,
+   `"Whoops! You already said that."`): its parts are masked by the rules below like any other text.
 4. UUID before HEX and NUM: a uuid is made of hex groups and digits.
 5. TS before IP, DURATION and NUM: `2026-11-27T04:52:58.35+00:00` would otherwise become a pile of
    numbers, and `04:52:58` is not three numbers.
-6. IP (with optional port) before PATH and NUM: `10.0.102.72:5432` is one value.
+6. IP (with optional port) before PATH and NUM: `10.0.102.72:5432` is one value. HOST likewise: a DNS
+   name with a port (`db-1.internal:5432`) or with three labels or more (`MSRA-SA-41.fareast.corp.com`)
+   is one value, masked the same way whether it stands alone or after `key=`. Only letters, digits and
+   hyphens, ending in a lowercase label: `ib_sm_sweep.c:1831` (underscore) and `org.apache.Foo` stay.
 7. PATH: file paths and stack frames (`/app/dist/x.js:591:7`) with their line numbers.
 8. TWEET_ID (15-20 digits) before HEX (a long digit run is valid hex) and NUM.
 9. HEX: needs a digit and a letter a-f, so English words ("facade") and plain numbers stay out.
@@ -40,7 +45,7 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("<URL>", re.compile(r"\b(?:https?|wss?|ftp|postgres(?:ql)?|redis)://[^\s'\"<>()\[\]{}]*[^\s'\"<>()\[\]{}.,;:!?]")),
     ("<EMAIL>", re.compile(r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")),
     # quotes: opening quote not glued to a word on its left (so "can't ... don't" is not a quoted value)
-    ("<STR>", re.compile(r"(?<![\w'])'[^'\n]{0,200}'(?![\w'])|(?<![\w\"])\"[^\"\n]{0,200}\"(?![\w\"])")),
+    ("<STR>", re.compile(r"(?<![\w'])'[^'\s]{1,200}'(?![\w'])|(?<![\w\"])\"[^\"\s]{1,200}\"(?![\w\"])")),
     (
         "<UUID>",
         re.compile(
@@ -62,6 +67,14 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     ("<IP>", re.compile(_NOT_ALNUM_BEFORE + r"\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?" + r"(?![A-Za-z0-9.])")),
+    (
+        "<HOST>",
+        re.compile(
+            r"(?<![\w.:/@-])[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+            r"(?:(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[a-z]{2,}:\d{1,5}"
+            r"|(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+\.[a-z]{2,})(?![\w.:-])"
+        ),
+    ),
     ("<PATH>", re.compile(r"(?<![\w.:/<>-])(?:/[\w.@%+~-]+){2,}/?(?::\d+)*")),
     ("<TWEET_ID>", re.compile(_SIGN + _NOT_ALNUM_BEFORE + r"\d{15,20}" + _NOT_ALNUM_AFTER)),
     (
