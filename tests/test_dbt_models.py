@@ -560,7 +560,7 @@ def test_dbt_parse_needs_no_database(tmp_path: Path) -> None:
 def test_build_runs_models_and_tests(built: Built) -> None:
     out = built.runs[0].stdout
     assert "Completed successfully" in out
-    assert " data tests" in out and "unit test" not in out  # unit tests: tests/test_template_marts.py
+    assert "START test " in out and "START unit_test " not in out  # unit tests: tests/test_template_marts.py
     for run in built.runs:
         assert " ERROR=0 " in run.stdout.replace("\x1b", "")
 

@@ -112,9 +112,11 @@ def test_dbt_gets_tls_sockets_options_and_the_rest():
 
 
 def test_dbt_build_args():
-    assert dbt_build_args() == ["build"]
+    no_unit_tests = ["--exclude-resource-type", "unit_test"]  # CI runs them, not the hourly build
+    assert dbt_build_args() == ["build", *no_unit_tests]
+    assert dbt_build_args(unit_tests=True) == ["build"]
     assert dbt_build_args("2026-11-01T00:00:00+00:00", True) == [
-        "build", "--vars", '{"as_of": "2026-11-01T00:00:00+00:00"}', "--full-refresh"]
+        "build", *no_unit_tests, "--vars", '{"as_of": "2026-11-01T00:00:00+00:00"}', "--full-refresh"]
 
 
 def test_extract_run_config_is_validated():
