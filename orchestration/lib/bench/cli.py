@@ -34,6 +34,12 @@ def add_parser(subparsers) -> None:
     det.add_argument("--seed", type=int, default=1)
     det.add_argument("--json", dest="json_path", help="also write the figures to this file")
     det.set_defaults(func=_detection)
+    al = sub.add_parser("alerts", help="alert noise: the sensor replayed hourly over a simulated period, "
+                                       "notifications matched to the injected incidents (recall, delay, noise)")
+    al.add_argument("--days", type=float, default=30, help="days simulated")
+    al.add_argument("--seed", type=int, default=5)
+    al.add_argument("--json", dest="json_path", help="also write the figures to this file")
+    al.set_defaults(func=_alerts)
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -56,5 +62,11 @@ def _change_capture(args: argparse.Namespace) -> int:
 
 def _detection(args: argparse.Namespace) -> int:
     from orchestration.lib.bench.detection_bench import main
+
+    return main(args.days, args.seed, args.json_path)
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from orchestration.lib.bench.alerts_bench import main
 
     return main(args.days, args.seed, args.json_path)
