@@ -22,8 +22,8 @@ deleted) are left out, as in the detection benchmark: no alert rule targets them
 target no incident kind (new_error_template, stale_source; custom rules not in the map) count
 every notification as matching no incident.
 
-Per rule and in total (``all``: every rule; ``paging``: the rules that page, i.e. every rule
-today): incidents notified / incidents (recall), median delay from incident start to its first
+Per rule and in total (``all``: every rule; ``paging``: the rules with ``delivery: page``, the
+digest rules' notifications going out in one daily message): incidents notified / incidents (recall), median delay from incident start to its first
 matching notification (minutes, 0 when one was already being sent at the start), notifications
 per notified incident, notifications matching no incident, alert episodes (first notices) and
 those matching no incident, and the share of notifications that match an incident.
@@ -77,6 +77,8 @@ RULE_TARGETS: dict[str, tuple[tuple[str, ...], SubjectsOf | None]] = {
     # the checklist's "critical errors" are system shutdowns; the breaker incident logs
     # circuit_breaker_stuck (critical) and a critical_error_alert an hour in
     "critical_errors": (SHUTDOWN_KINDS, None),
+    # every severity-critical event: also a job's consecutive failures
+    "critical_events": ((*SHUTDOWN_KINDS, "job_failure_streak"), None),
     "circuit_breaker": (("circuit_breaker_stuck",), None),
     "consecutive_job_failures": (("job_failure_streak",), _job),
     "stale_job": (("job_failure_streak",), _job),
@@ -216,8 +218,13 @@ def scored_anomalies(warehouse: Location, start: datetime, end: datetime) -> lis
                   for _kind, a in found if a.severity in ("warning", "critical"))
 
 
+def is_paging(rule: Any) -> bool:
+    """A rule that pages (rules.yml ``delivery``); a digest rule's notifications go out once a day."""
+    return getattr(rule, "delivery", "page") == "page"
+
+
 def replay(warehouse: Location, ledgers: dict[str, Location], rule_sets: dict[str, list], start: datetime,
-           end: datetime, anomalies: list[tuple], is_paging: Callable[[Any], bool] = lambda rule: True,
+           end: datetime, anomalies: list[tuple], is_paging: Callable[[Any], bool] = is_paging,
            ) -> dict[str, list[Sent]]:
     """The sensor's hourly ticks from ``start`` to ``end``, each rule set into its own ledger;
     the FIRING notifications of each."""
