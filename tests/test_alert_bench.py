@@ -42,6 +42,8 @@ def test_matching_needs_kind_subject_and_time():
     assert not matches(_sent("consecutive_job_failures", "posting", 21), streak)  # another job
     assert matches(_sent("anomaly", "errors:rate_limited", 11), spike)
     assert not matches(_sent("anomaly", "errors:other", 11), spike)
+    assert matches(_sent("anomaly", "error_category:rate_limit", 11), spike)  # its category's series
+    assert not matches(_sent("anomaly", "error_category:rate_limit", 21), streak)
     assert not matches(_sent("new_error_template", "t1", 11), spike)  # targets nothing
 
 

@@ -32,6 +32,7 @@ those matching no incident, and the share of notifications that match an inciden
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 import tempfile
 import time
 from dataclasses import dataclass
@@ -63,7 +64,10 @@ def _family(incident: dict[str, Any]) -> set[str]:
 
 
 def _series(incident: dict[str, Any]) -> set[str]:
-    return set(incident_series(incident))
+    """The detector's series the incident moves (the detection benchmark's map); errors also show
+    in their error category's series (``error_category:*``, which the warehouse adds)."""
+    found = set(incident_series(incident))
+    return found | {"error_category:*"} if incident["kind"] in ERROR_KINDS else found
 
 
 ERROR_KINDS = ("error_spike", "cause_effect")
@@ -121,9 +125,14 @@ def matches(note: Sent, incident: dict[str, Any], slack: timedelta = SLACK, grac
     kinds, subjects_of = targets.get(note.rule, ((), None))
     if incident["kind"] not in kinds:
         return False
-    if subjects_of is not None and note.subject not in subjects_of(incident):
+    if subjects_of is not None and not _subject_in(note.subject, subjects_of(incident)):
         return False
     return _ts(incident["start"]) - slack <= note.at <= _ts(incident["end"]) + grace
+
+
+def _subject_in(subject: str, subjects: set[str]) -> bool:
+    """``subjects`` may hold prefixes ending in ``*``."""
+    return subject in subjects or any(s.endswith("*") and subject.startswith(s[:-1]) for s in subjects)
 
 
 def _median_minutes(delays: list[timedelta]) -> float | None:
@@ -135,9 +144,12 @@ def _figures(notes: list[Sent], incidents: list[dict[str, Any]], match: Callable
     first: dict[str, datetime] = {}
     matched_notes = 0
     episodes: dict[tuple, bool] = {}
+    unmatched: Counter[str] = Counter()
     for n in notes:
         hit = [i for i in incidents if match(n, i)]
         matched_notes += bool(hit)
+        if not hit:
+            unmatched[f"{n.rule}:{n.subject}"] += 1
         episodes[n.episode] = episodes.get(n.episode, False) or bool(hit)
         for i in hit:
             iid = i["incident_id"]
@@ -158,6 +170,7 @@ def _figures(notes: list[Sent], incidents: list[dict[str, Any]], match: Callable
         "episodes": len(episodes),
         "episodes_no_incident": sum(not m for m in episodes.values()),
         "missed": sorted(i["incident_id"] for i in incidents if i["incident_id"] not in first),
+        "no_incident_top": dict(unmatched.most_common(8)),
     }
 
 
@@ -289,6 +302,10 @@ def run_alerts_bench(days: float, seed: int, workdir: Path, end: datetime = END,
         "incidents_by_kind": kinds, "excluded_kinds": list(EXCLUDED_KINDS),
         "seconds": {"build": round(built - started, 1), "replay": round(replayed - built, 1)},
         "sets": {name: alert_figures(sent[name], incidents, [r.name for r in rules]) for name, rules in sets.items()},
+        # the raw material, to recompute the figures with another matching
+        "incidents": [i for i in incidents if i["kind"] not in EXCLUDED_KINDS],
+        "sent": {name: [[n.rule, n.subject, n.at.isoformat(), n.since.isoformat(), n.paging] for n in notes]
+                 for name, notes in sent.items()},
     }
 
 
