@@ -60,7 +60,7 @@ def test_delivery_page_or_digest(tmp_path) -> None:
     """The static rules that fire on ordinary hours go to the daily digest by default; the rules
     file can page them again (or digest any other rule); thresholds stay the checklist's."""
     digest = {n for n, r in BUILTIN_RULES.items() if r.delivery == "digest"}
-    assert digest == {"errors_per_hour", "error_rate_increase", "critical_events", "new_error_template"}
+    assert digest == {"errors_per_hour", "error_rate_increase", "critical_events", "new_error_template", "stale_job"}
     assert BUILTIN_RULES["critical_errors"].delivery == "page"
     assert BUILTIN_RULES["critical_errors"].params["event_types"] == ["circuit_breaker_stuck"]
     assert "event_types" not in BUILTIN_RULES["critical_events"].params  # every critical event

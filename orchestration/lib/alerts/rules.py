@@ -159,9 +159,12 @@ BUILTIN_RULES: dict[str, RuleSpec] = {r.name: r for r in (
     _b("anomaly", ">", 0, timedelta(hours=2), "warning",
        "An anomaly from the detector (marts.mart_anomalies) in the window.",
        params={"severities": ["warning", "critical"]}, labels={"scope": "errors"}),
+    # digest: a job's stale threshold is 3 intervals, which 3 failed or skipped runs in a row
+    # pass on ordinary days (38 of 40 alert episodes on 14 simulated days matched no incident,
+    # bench alerts); a failure streak pages through consecutive_job_failures
     _b("stale_job", ">", 0, timedelta(days=1), "warning",
        "A job past its stale threshold (marts.mart_job_performance.is_stale, latest day); "
-       "value = minutes since its last success.", labels={"scope": "job"}),
+       "value = minutes since its last success.", labels={"scope": "job"}, delivery="digest"),
     _b("stale_source", ">", 120, timedelta(days=1), "warning",
        "Minutes since a source table was last extracted (raw._extract_state.last_run_at).",
        labels={"scope": "source"}),

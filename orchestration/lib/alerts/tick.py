@@ -96,6 +96,9 @@ def run_tick(location: Location, now: datetime, channels: list[Channel], rules: 
     """Evaluate ``rules`` (or the configured ones; ``only`` restricts them by name) at ``now``,
     record the transitions, queue the notifications for ``channels`` and deliver what is due."""
     rules = configured_rules() if rules is None else rules
+    # every digest rule, not just those of this tick: the timer's tick (staleness rules only) and
+    # the sensor's hand the same digest, whichever comes first after DIGEST_HOUR
+    digest_rules = {r.name for r in rules if r.delivery == "digest"}
     if only is not None:
         wanted = set(only)
         rules = [r for r in rules if r.name in wanted]
@@ -103,7 +106,6 @@ def run_tick(location: Location, now: datetime, channels: list[Channel], rules: 
     file_silences = ledger.load_silences(silences_path) if silences_path.exists() else []
     notes, obs = ledger.run_alerts(location, rules, now, silences=file_silences)
     notes = [n if n.asset_url else dataclasses.replace(n, asset_url=asset_url(n.rule)) for n in notes]
-    digest_rules = {r.name for r in rules if r.delivery == "digest"}
     notes = [n for n in notes if n.rule not in digest_rules]  # recorded in the ledger, sent in the digest
     if digest_rules:
         digest = daily_digest(location, digest_rules, now)
