@@ -175,7 +175,8 @@ def _figures(notes: list[Sent], incidents: list[dict[str, Any]], match: Callable
 
 
 def alert_figures(notes: Iterable[Sent], incidents: list[dict[str, Any]], rules: Iterable[str],
-                  slack: timedelta = SLACK, grace: timedelta = GRACE) -> dict[str, Any]:
+                  slack: timedelta = SLACK, grace: timedelta = GRACE,
+                  paging: dict[str, bool] | None = None) -> dict[str, Any]:
     """Per rule (against the incidents of the kinds it targets) and in total (every rule, and the
     paging ones only, against every behaviour incident)."""
     notes = sorted(notes, key=lambda n: (n.at, n.rule, n.subject))
@@ -188,7 +189,8 @@ def alert_figures(notes: Iterable[Sent], incidents: list[dict[str, Any]], rules:
     for rule in rules:
         kinds = RULE_TARGETS.get(rule, ((), None))[0]
         mine = [n for n in notes if n.rule == rule]
-        per_rule[rule] = {"targets": list(kinds), "paging": any(n.paging for n in mine) if mine else None,
+        pages = paging.get(rule) if paging is not None else (any(n.paging for n in mine) if mine else None)
+        per_rule[rule] = {"targets": list(kinds), "paging": pages,
                           **_figures(mine, [i for i in incidents if i["kind"] in kinds], match)}
     return {"rules": per_rule,
             "all": _figures(notes, incidents, match),
@@ -301,7 +303,9 @@ def run_alerts_bench(days: float, seed: int, workdir: Path, end: datetime = END,
         "slack_min": SLACK.total_seconds() / 60, "grace_min": GRACE.total_seconds() / 60,
         "incidents_by_kind": kinds, "excluded_kinds": list(EXCLUDED_KINDS),
         "seconds": {"build": round(built - started, 1), "replay": round(replayed - built, 1)},
-        "sets": {name: alert_figures(sent[name], incidents, [r.name for r in rules]) for name, rules in sets.items()},
+        "sets": {name: alert_figures(sent[name], incidents, [r.name for r in rules],
+                                     paging={r.name: is_paging(r) for r in rules})
+                 for name, rules in sets.items()},
         # the raw material, to recompute the figures with another matching
         "incidents": [i for i in incidents if i["kind"] not in EXCLUDED_KINDS],
         "sent": {name: [[n.rule, n.subject, n.at.isoformat(), n.since.isoformat(), n.paging] for n in notes]
@@ -324,7 +328,11 @@ def print_table(figures: dict[str, Any]) -> None:
                                     for n in names) + " |")
     print("|---|" + "---:|" * (6 * len(names)))
     rules = list(dict.fromkeys(r for n in names for r in figures["sets"][n]["rules"]))
-    rows = [(r, [figures["sets"][n]["rules"].get(r) for n in names]) for r in rules]
+    def how(r: str) -> str:
+        pages = {figures["sets"][n]["rules"][r]["paging"] for n in names if r in figures["sets"][n]["rules"]}
+        return "/".join({True: "page", False: "digest", None: "?"}[p] for p in sorted(pages, key=str))
+
+    rows = [(f"{r} ({how(r)})", [figures["sets"][n]["rules"].get(r) for n in names]) for r in rules]
     rows += [(f"**{t}**", [figures["sets"][n][t] for n in names]) for t in ("all", "paging")]
     for label, cells in rows:
         out = []
@@ -339,7 +347,8 @@ def print_table(figures: dict[str, Any]) -> None:
         p = figures["sets"][n]["paging"]
         print(f"{n}: paging notifications matching an incident {_fmt(p['match_share'], True)}, recall "
               f"{_fmt(p['recall'])}, median delay {_fmt(p['median_delay_min'])} min"
-              + (f"; missed {', '.join(p['missed'])}" if p["missed"] else ""))
+              + (f"; missed {', '.join(p['missed'])}" if p["missed"] else "")
+              + (f"; most pages matching no incident: {p['no_incident_top']}" if p.get("no_incident_top") else ""))
 
 
 def main(days: float, seed: int, json_path: str | None) -> int:
