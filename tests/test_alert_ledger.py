@@ -244,6 +244,7 @@ def crafted_rows() -> list[str]:
     out.append(f"insert into marts.mart_anomalies values ('errors_total', {ts(-1)}, 40, 10, 'critical', 'z')")
     out.append(f"insert into marts.mart_anomalies values ('errors_total', {ts(0)}, 30, 10, 'warning', 'z')")
     out.append(f"insert into marts.mart_anomalies values ('posts', {ts(-1)}, 2, 3, 'info', 'z')")
+    out.append(f"insert into marts.mart_anomalies values ('error_category:network', {ts(-1)}, 40, 10, 'critical', 'z')")
     out.append(f"insert into marts.mart_job_performance values ('poster', 'day', {ts(-12)}, false, 10, 120, {ts(0)})")
     out.append(f"insert into marts.mart_job_performance values ('scraper', 'day', {ts(-12)}, true, 900, 240, {ts(0)})")
     out.append(f"insert into marts.mart_job_performance values ('scraper', 'day', {ts(-36)}, false, 20, 240, {ts(-12)})")
@@ -304,6 +305,7 @@ rules:
     assert values[("null_tweet_ids", "posting")] == 6  # the last complete hour only
     assert values[("circuit_breaker", "other_breaker")] == 0
     assert values[("anomaly", "errors_total")] == 2 and ("anomaly", "posts") not in values
+    assert ("anomaly", "error_category:network") not in values  # exclude_series_prefixes
     assert values[("stale_job", "scraper")] == 900 and values[("stale_job", "poster")] == 0
     assert values[("stale_source", "job_heartbeats")] == pytest.approx(180)
 

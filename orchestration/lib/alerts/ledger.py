@@ -350,10 +350,12 @@ def _new_template(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> l
 
 def _anomaly(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
     marks, sevs = _in_list(str(s) for s in rule.params.get("severities", ["warning", "critical"]))
+    excluded = [str(p) for p in rule.params.get("exclude_series_prefixes") or ()]
     rows = c.execute(
         f"""select series, bucket, observed, expected, severity, rules from marts.mart_anomalies
             where bucket > ? and bucket <= ? and severity in ({marks}) order by series, bucket desc""",
         [start, now, *sevs])
+    rows = [r for r in rows if not any(str(r[0]).startswith(p) for p in excluded)]
     out: dict[str, _Obs] = {}
     for series, bucket, observed, expected, severity, rules in rows:
         if series in out:
