@@ -105,3 +105,12 @@ def test_bench_alerts_command(tmp_path):
         assert total["notifications"] == sum(r["notifications"] for r in figs["rules"].values())
     assert "job_errors_per_2h" in figures["sets"]["shipped"]["rules"]
     assert "job_errors_per_2h" not in figures["sets"]["builtin"]["rules"]
+
+
+def test_warmup_leaves_out_the_first_hours():
+    """Incidents that start and notifications sent before the warm-up's end do not count."""
+    notes = [_sent("errors_per_hour", "all", 10), _sent("consecutive_job_failures", "plan", 22.5),
+             _sent("errors_per_hour", "all", 30)]
+    f = alert_figures(notes, INCIDENTS, ["errors_per_hour", "consecutive_job_failures"], warmup_end=T0 + 15 * H)
+    assert (f["all"]["incidents"], f["all"]["notified"], f["all"]["notifications"], f["all"]["no_incident"]) == (2, 1, 2, 1)
+    assert f["all"]["missed"] == ["shutdown"] and f["rules"]["errors_per_hour"]["incidents"] == 0

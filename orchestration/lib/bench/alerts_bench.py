@@ -48,6 +48,9 @@ END = datetime(2026, 3, 1, tzinfo=timezone.utc)  # pinned: same seed, same rows
 H = timedelta(hours=1)
 SLACK = timedelta(hours=1)
 GRACE = timedelta(hours=2)
+# the first day of a simulated period is left out of the figures: the anomaly scorer waits for
+# 24 h of history and every error template is new then, which a running deployment is past
+WARMUP = timedelta(hours=24)
 
 SubjectsOf = Callable[[dict[str, Any]], set[str]]
 
@@ -176,11 +179,14 @@ def _figures(notes: list[Sent], incidents: list[dict[str, Any]], match: Callable
 
 def alert_figures(notes: Iterable[Sent], incidents: list[dict[str, Any]], rules: Iterable[str],
                   slack: timedelta = SLACK, grace: timedelta = GRACE,
-                  paging: dict[str, bool] | None = None) -> dict[str, Any]:
+                  paging: dict[str, bool] | None = None, warmup_end: datetime | None = None) -> dict[str, Any]:
     """Per rule (against the incidents of the kinds it targets) and in total (every rule, and the
-    paging ones only, against every behaviour incident)."""
-    notes = sorted(notes, key=lambda n: (n.at, n.rule, n.subject))
-    incidents = [i for i in incidents if i["kind"] not in EXCLUDED_KINDS]
+    paging ones only, against every behaviour incident). Incidents that start and notifications
+    sent before ``warmup_end`` are left out."""
+    notes = sorted((n for n in notes if warmup_end is None or n.at >= warmup_end),
+                   key=lambda n: (n.at, n.rule, n.subject))
+    incidents = [i for i in incidents if i["kind"] not in EXCLUDED_KINDS
+                 and (warmup_end is None or _ts(i["start"]) >= warmup_end)]
 
     def match(n: Sent, i: dict) -> bool:
         return matches(n, i, slack, grace)
@@ -282,7 +288,7 @@ def rule_sets(rules_file: Path | None = None) -> dict[str, list]:
 
 
 def run_alerts_bench(days: float, seed: int, workdir: Path, end: datetime = END,
-                     sets: dict[str, list] | None = None,
+                     sets: dict[str, list] | None = None, warmup: timedelta = WARMUP,
                      log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     started = time.perf_counter()
     warehouse, truth = build_warehouse(workdir, days, seed, end, log)
@@ -298,19 +304,33 @@ def run_alerts_bench(days: float, seed: int, workdir: Path, end: datetime = END,
     for i in incidents:
         if i["kind"] not in EXCLUDED_KINDS:
             kinds[i["kind"]] = kinds.get(i["kind"], 0) + 1
-    return {
+    figures = {
         "days": days, "seed": seed, "start": start.isoformat(), "end": truth["end"].isoformat(),
         "slack_min": SLACK.total_seconds() / 60, "grace_min": GRACE.total_seconds() / 60,
         "incidents_by_kind": kinds, "excluded_kinds": list(EXCLUDED_KINDS),
         "seconds": {"build": round(built - started, 1), "replay": round(replayed - built, 1)},
-        "sets": {name: alert_figures(sent[name], incidents, [r.name for r in rules],
-                                     paging={r.name: is_paging(r) for r in rules})
-                 for name, rules in sets.items()},
-        # the raw material, to recompute the figures with another matching
+        # the raw material, to recompute the figures with another matching (--from-json)
         "incidents": [i for i in incidents if i["kind"] not in EXCLUDED_KINDS],
         "sent": {name: [[n.rule, n.subject, n.at.isoformat(), n.since.isoformat(), n.paging] for n in notes]
                  for name, notes in sent.items()},
+        "delivery": {name: {r.name: is_paging(r) for r in rules} for name, rules in sets.items()},
     }
+    return refigure(figures, truth["start"].astimezone(timezone.utc) + warmup)
+
+
+def refigure(figures: dict[str, Any], warmup_end: datetime) -> dict[str, Any]:
+    """The figures of a run from its raw notifications and incidents (a saved --json too)."""
+    incidents = figures["incidents"]
+    sets = {}
+    for name, rows in figures["sent"].items():
+        notes = [Sent(r, s, _ts(a), _ts(b), bool(p)) for r, s, a, b, p in rows]
+        paging = figures.get("delivery", {}).get(name)
+        rules = list(paging) if paging else list(dict.fromkeys(n.rule for n in notes))
+        sets[name] = alert_figures(notes, incidents, rules, paging=paging, warmup_end=warmup_end)
+    counted = [i["incident_id"] for i in incidents if _ts(i["start"]) >= warmup_end]
+    return {**figures, "warmup_end": warmup_end.isoformat(),
+            "incidents_in_warmup": sorted(i["incident_id"] for i in incidents if i["incident_id"] not in counted),
+            "sets": sets}
 
 
 def _fmt(v: Any, pct: bool = False) -> str:
@@ -322,6 +342,8 @@ def _fmt(v: Any, pct: bool = False) -> str:
 def print_table(figures: dict[str, Any]) -> None:
     names = list(figures["sets"])
     print(f"alerts, {figures['days']:g} days, seed {figures['seed']}, incidents {figures['incidents_by_kind']}; "
+          f"from {figures.get('warmup_end', figures['start'])} (left out before: "
+          f"{', '.join(figures.get('incidents_in_warmup', [])) or 'no incident'}); "
           f"build {figures['seconds']['build']}s, replay {figures['seconds']['replay']}s")
     print("| rule | " + " | ".join(f"{n}: notified/incidents | {n}: median delay min | {n}: notif./incident | "
                                     f"{n}: notifications | {n}: no incident | {n}: episodes (no incident)"
@@ -351,9 +373,18 @@ def print_table(figures: dict[str, Any]) -> None:
               + (f"; most pages matching no incident: {p['no_incident_top']}" if p.get("no_incident_top") else ""))
 
 
-def main(days: float, seed: int, json_path: str | None) -> int:
-    with tempfile.TemporaryDirectory(prefix="ops-bench-alerts-") as tmp:
-        figures = run_alerts_bench(days, seed, Path(tmp), log=print)
+def main(days: float, seed: int, json_path: str | None, warmup_hours: float = WARMUP.total_seconds() / 3600,
+         from_json: str | None = None) -> int:
+    warmup = timedelta(hours=warmup_hours)
+    if from_json:  # recompute a saved run (its raw notifications) with this module's matching
+        import json
+
+        saved = json.loads(Path(from_json).read_text())
+        data_start = _ts(saved["start"]) - H
+        figures = refigure(saved, data_start + warmup)
+    else:
+        with tempfile.TemporaryDirectory(prefix="ops-bench-alerts-") as tmp:
+            figures = run_alerts_bench(days, seed, Path(tmp), warmup=warmup, log=print)
     print_table(figures)
     write_figures(json_path, figures)
     return 0
