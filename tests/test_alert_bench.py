@@ -112,5 +112,6 @@ def test_warmup_leaves_out_the_first_hours():
     notes = [_sent("errors_per_hour", "all", 10), _sent("consecutive_job_failures", "plan", 22.5),
              _sent("errors_per_hour", "all", 30)]
     f = alert_figures(notes, INCIDENTS, ["errors_per_hour", "consecutive_job_failures"], warmup_end=T0 + 15 * H)
-    assert (f["all"]["incidents"], f["all"]["notified"], f["all"]["notifications"], f["all"]["no_incident"]) == (2, 1, 2, 1)
+    total = f["all"]
+    assert (total["incidents"], total["notified"], total["notifications"], total["no_incident"]) == (2, 1, 2, 1)
     assert f["all"]["missed"] == ["shutdown"] and f["rules"]["errors_per_hour"]["incidents"] == 0

@@ -163,5 +163,6 @@ def daily_digest(location: Location, rules: set[str], now: datetime, hour: int =
         labels={"digest": "daily"}, group_key=tid)
 
 
-__all__ = ["DIGEST_HOUR", "STALENESS_RULES", "daily_digest", "digest_period", "TickResult", "asset_url", "configured_rules", "dagster_asset_url", "floor_time",
+__all__ = ["DIGEST_HOUR", "STALENESS_RULES", "daily_digest", "digest_period", "TickResult", "asset_url",
+           "configured_rules", "dagster_asset_url", "floor_time",
            "rules_file", "run_tick", "silences_file"]

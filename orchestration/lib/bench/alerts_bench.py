@@ -23,10 +23,12 @@ target no incident kind (new_error_template, stale_source; custom rules not in t
 every notification as matching no incident.
 
 Per rule and in total (``all``: every rule; ``paging``: the rules with ``delivery: page``, the
-digest rules' notifications going out in one daily message): incidents notified / incidents (recall), median delay from incident start to its first
-matching notification (minutes, 0 when one was already being sent at the start), notifications
-per notified incident, notifications matching no incident, alert episodes (first notices) and
-those matching no incident, and the share of notifications that match an incident.
+digest rules' notifications going out in one daily message): incidents notified / incidents
+(recall), median delay from incident start to its first matching notification (minutes, 0 when
+one was already being sent at the start), notifications per notified incident, notifications
+matching no incident, alert episodes (first notices) and those matching no incident, and the
+share of notifications that match an incident. The first ``WARMUP`` (24 h) of the period is
+left out: incidents starting and notifications sent in it.
 """
 
 from __future__ import annotations
