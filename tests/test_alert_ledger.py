@@ -244,6 +244,7 @@ def crafted_rows() -> list[str]:
     out.append(f"insert into marts.mart_anomalies values ('errors_total', {ts(-1)}, 40, 10, 'critical', 'z')")
     out.append(f"insert into marts.mart_anomalies values ('errors_total', {ts(0)}, 30, 10, 'warning', 'z')")
     out.append(f"insert into marts.mart_anomalies values ('posts', {ts(-1)}, 2, 3, 'info', 'z')")
+    out.append(f"insert into marts.mart_anomalies values ('error_category:network', {ts(-1)}, 40, 10, 'critical', 'z')")
     out.append(f"insert into marts.mart_job_performance values ('poster', 'day', {ts(-12)}, false, 10, 120, {ts(0)})")
     out.append(f"insert into marts.mart_job_performance values ('scraper', 'day', {ts(-12)}, true, 900, 240, {ts(0)})")
     out.append(f"insert into marts.mart_job_performance values ('scraper', 'day', {ts(-36)}, false, 20, 240, {ts(-12)})")
@@ -285,7 +286,7 @@ rules:
     assert set(obs.errors) == {"broken"}
     active = sorted((c.rule, c.subject) for c in obs.conditions if c.active)
     assert active == sorted([
-        ("system_shutdown", "system"), ("critical_errors", "system"), (FAIL, "poster"),
+        ("system_shutdown", "system"), ("critical_events", "system"), (FAIL, "poster"),
         ("error_rate_increase", "all"), ("errors_per_hour", "all"), ("null_tweet_ids", "posting"),
         ("circuit_breaker", "posting_executor"), ("new_error_template", "t_new"), ("anomaly", "errors_total"),
         ("stale_job", "scraper"), ("stale_source", "job_heartbeats"), ("blocked_posts", active_subject(obs, "blocked_posts")),
@@ -295,10 +296,16 @@ rules:
     assert sorted(v for (r, _s), v in values.items() if r == "blocked_posts") == [1, 40]
     assert values[(FAIL, "poster")] == 4 and values[(FAIL, "scraper")] == 0
     assert values[("error_rate_increase", "all")] == pytest.approx(87.5)
-    assert values[("errors_per_hour", "all")] == 12 and values[("critical_errors", "system")] == 1
+    assert values[("errors_per_hour", "all")] == 12 and values[("critical_events", "system")] == 1
+    # critical_errors counts the shutdown-level critical events only: not error_x, which
+    # critical_events (the digest) counts; a stuck breaker 2 h ago is one, an hour earlier
+    assert values[("critical_errors", "system")] == 0
+    earlier = {(c.rule, c.subject): c.value for c in observe(warehouse, rules, T0 - timedelta(hours=1.5)).conditions}
+    assert earlier[("critical_errors", "system")] == 1 and earlier[("critical_events", "system")] == 1
     assert values[("null_tweet_ids", "posting")] == 6  # the last complete hour only
     assert values[("circuit_breaker", "other_breaker")] == 0
     assert values[("anomaly", "errors_total")] == 2 and ("anomaly", "posts") not in values
+    assert ("anomaly", "error_category:network") not in values  # exclude_series_prefixes
     assert values[("stale_job", "scraper")] == 900 and values[("stale_job", "poster")] == 0
     assert values[("stale_source", "job_heartbeats")] == pytest.approx(180)
 
@@ -306,7 +313,7 @@ rules:
     notes, _obs = run_alerts(warehouse, rules, T0)
     assert sum(1 for n in notes if n.rule == "blocked_posts") == 1
     sent = {n.rule for n in notes}
-    assert sent == {"system_shutdown", "critical_errors", "new_error_template", "anomaly", "stale_source",
+    assert sent == {"system_shutdown", "critical_events", "new_error_template", "anomaly", "stale_source",
                     "blocked_posts", "poster_errors"}
     assert run_alerts(warehouse, rules, T0)[0] == notes  # a retried tick: the same transitions
 
@@ -327,3 +334,31 @@ def test_a_missing_mart_keeps_its_alerts_firing(warehouse) -> None:
     assert "anomaly" in obs.errors and notes == []
     assert ledger(warehouse)["anomaly|errors_total"][0] == "firing"
     assert BUILTIN_RULES["anomaly"].name == "anomaly"
+
+
+def test_digest_rules_are_not_paged_and_go_out_once_a_day(warehouse, tmp_path) -> None:
+    """errors_per_hour and critical_events fire at 12:00 (delivery digest): the tick pages only
+    system_shutdown; the 08:00 tick of the next day hands one digest with both, the tick after
+    hands the same one (the outbox queues it once)."""
+    from orchestration.lib.alerts.channels import FileChannel
+    from orchestration.lib.alerts.notification import REPORT
+    from orchestration.lib.alerts.tick import run_tick
+
+    craft(warehouse)
+    channel = FileChannel(tmp_path / "alerts", echo=False)
+    only = {"errors_per_hour", "critical_events", "system_shutdown"}
+    kw = dict(rules=load_rules(None), only=only, silences_path=tmp_path / "none.yml", deliver=False)
+    noon = run_tick(warehouse, T0, [channel], **kw)
+    assert {r for r, _s, _sev in noon.firing} == only
+    assert [(n.rule, n.status) for n in noon.notifications] == [("system_shutdown", FIRING)]
+    assert noon.enqueued == 1
+
+    morning = run_tick(warehouse, T0 + 20 * H, [channel], **kw)  # 08:00 UTC the next day
+    [digest] = [n for n in morning.notifications if n.rule == "digest"]
+    assert digest.status == REPORT and digest.numbers == {"episodes": 2, "rules": 2}
+    assert "errors_per_hour: 1 episodes" in digest.summary and "critical_events: 1 episodes" in digest.summary
+    assert (digest.since, digest.at) == (T0 - 4 * H, T0 + 20 * H)
+    assert not [n for n in morning.notifications if n.rule in ("errors_per_hour", "critical_events")]
+    later = run_tick(warehouse, T0 + 21 * H, [channel], **kw)
+    assert [n.transition_id for n in later.notifications if n.rule == "digest"] == [digest.transition_id]
+    assert later.enqueued == len(later.notifications) - 1  # the digest is queued once

@@ -56,6 +56,33 @@ builtin_overrides:
     assert BUILTIN_RULES["errors_per_hour"].condition.threshold == 10  # the defaults are untouched
 
 
+def test_delivery_page_or_digest(tmp_path) -> None:
+    """The static rules that fire on ordinary hours go to the daily digest by default; the rules
+    file can page them again (or digest any other rule); thresholds stay the checklist's."""
+    digest = {n for n, r in BUILTIN_RULES.items() if r.delivery == "digest"}
+    assert digest == {"errors_per_hour", "error_rate_increase", "critical_events", "new_error_template", "stale_job"}
+    assert BUILTIN_RULES["critical_errors"].delivery == "page"
+    assert BUILTIN_RULES["critical_errors"].params["event_types"] == ["circuit_breaker_stuck"]
+    assert "event_types" not in BUILTIN_RULES["critical_events"].params  # every critical event
+    path = write(tmp_path, """
+builtin_overrides:
+  errors_per_hour:
+    delivery: page
+  anomaly:
+    delivery: digest
+rules:
+  - name: a
+    sql: select 1, 2
+    window: 1h
+    condition: "> 3"
+    delivery: digest
+""")
+    rules = {r.name: r for r in load_rules(path)}
+    assert (rules["errors_per_hour"].delivery, str(rules["errors_per_hour"].condition)) == ("page", "> 10")
+    assert rules["anomaly"].delivery == "digest" and rules["a"].delivery == "digest"
+    assert rules["null_tweet_ids"].delivery == "page"
+
+
 def test_the_default_rules_file_loads_and_renders() -> None:
     rules = {r.name: r for r in load_rules(PROJECT_ROOT / "alerts" / "rules.yml")}
     custom = [r for r in rules.values() if r.kind != "builtin"]
@@ -104,6 +131,7 @@ BAD_CASES = [
      "rules:\n  - name: a\n    window: 1h\n    condition: '> 3'\n    metric:\n      relation: marts.x\n      value: count(*)\n"
      "      subject: job_name\n", 5, "missing field 'time_column'"),
     ("invalid yaml", "rules:\n  - name: a\n    window: [1h\n", 4, "invalid YAML"),
+    ("unknown delivery", "builtin_overrides:\n  stale_job:\n    delivery: sms\n", 3, "unknown delivery 'sms'"),
     ("threshold not a number",
      "rules:\n  - name: a\n    sql: select 1\n    window: 1h\n    condition:\n      op: '>'\n      threshold: many\n",
      7, "threshold must be a number"),

@@ -252,10 +252,15 @@ def _shutdown(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[
 
 
 def _critical(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    """Critical events in the window; only those of ``params.event_types`` when it is set
+    (critical_errors: the shutdown-level ones)."""
+    types = rule.params.get("event_types")
+    marks, values = _in_list(str(t) for t in types or ())
+    only = f"and event_type in ({marks})" if types else ""
     rows = c.execute(
-        """select count(*), count(distinct event_type) from marts.fct_system_events
-           where severity = 'critical' and not coalesce(is_deleted, false)
-             and created_at > ? and created_at <= ?""", [start, now])
+        f"""select count(*), count(distinct event_type) from marts.fct_system_events
+            where severity = 'critical' and not coalesce(is_deleted, false) {only}
+              and created_at > ? and created_at <= ?""", [*values, start, now])
     n, types = rows[0]
     return [_Obs("system", n, {"n_event_types": types})]
 
@@ -345,10 +350,12 @@ def _new_template(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> l
 
 def _anomaly(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
     marks, sevs = _in_list(str(s) for s in rule.params.get("severities", ["warning", "critical"]))
+    excluded = [str(p) for p in rule.params.get("exclude_series_prefixes") or ()]
     rows = c.execute(
         f"""select series, bucket, observed, expected, severity, rules from marts.mart_anomalies
             where bucket > ? and bucket <= ? and severity in ({marks}) order by series, bucket desc""",
         [start, now, *sevs])
+    rows = [r for r in rows if not any(str(r[0]).startswith(p) for p in excluded)]
     out: dict[str, _Obs] = {}
     for series, bucket, observed, expected, severity, rules in rows:
         if series in out:
@@ -405,6 +412,7 @@ BUILTIN_EVALUATORS: dict[str, tuple[tuple[str, ...], Callable[..., list[_Obs]]]]
     # rule name -> (relations it reads, evaluator)
     "system_shutdown": (("marts.mart_shutdown_episodes",), _shutdown),
     "critical_errors": (("marts.fct_system_events",), _critical),
+    "critical_events": (("marts.fct_system_events",), _critical),
     "consecutive_job_failures": (("intermediate.int_job_runs",), _consecutive_failures),
     "error_rate_increase": (("marts.mart_error_trends_hourly",), _error_rate),
     "errors_per_hour": (("marts.fct_system_events",), _errors_per_hour),

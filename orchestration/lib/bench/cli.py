@@ -34,6 +34,16 @@ def add_parser(subparsers) -> None:
     det.add_argument("--seed", type=int, default=1)
     det.add_argument("--json", dest="json_path", help="also write the figures to this file")
     det.set_defaults(func=_detection)
+    al = sub.add_parser("alerts", help="alert noise: the sensor replayed hourly over a simulated period, "
+                                       "notifications matched to the injected incidents (recall, delay, noise)")
+    al.add_argument("--days", type=float, default=30, help="days simulated")
+    al.add_argument("--seed", type=int, default=5)
+    al.add_argument("--warmup-hours", type=float, default=24,
+                    help="leave out incidents and notifications of the first hours (default 24: the "
+                         "anomaly scorer's history)")
+    al.add_argument("--from-json", help="recompute the figures of a saved --json run (no simulation)")
+    al.add_argument("--json", dest="json_path", help="also write the figures to this file")
+    al.set_defaults(func=_alerts)
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -58,3 +68,9 @@ def _detection(args: argparse.Namespace) -> int:
     from orchestration.lib.bench.detection_bench import main
 
     return main(args.days, args.seed, args.json_path)
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from orchestration.lib.bench.alerts_bench import main
+
+    return main(args.days, args.seed, args.json_path, args.warmup_hours, args.from_json)
