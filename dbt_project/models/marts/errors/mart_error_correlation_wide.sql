@@ -6,6 +6,7 @@
     representative (family_a_folded in mart_error_correlation) is a row and a column. The names are read from mart_error_correlation
     when this model runs (dbt compiles it after its parent is built); where that table does not
     exist yet (dbt compile or docs on an empty warehouse) the columns fall back to vs_01 … vs_NN.
+    With fewer families than top_n, there are only as many columns as families.
 -#}
 
 {%- set top_n = var('corr_wide_top_n', 10) | int %}
@@ -62,7 +63,7 @@ final as (
         a.family_rank,
         a.error_family,
         a.n_hours_active
-        {%- for k in range(1, top_n + 1) %},
+        {%- for k in range(1, (column_names | length if column_names else top_n) + 1) %},
         max(case
             when b.family_rank = {{ k }} and b.error_family = a.error_family then 1.0
             when b.family_rank = {{ k }} then pairs.best_lag_r
