@@ -146,3 +146,36 @@
           and anchor_signals.signal_at > {{ timestamp_add(as_of_timestamp(), -(rebuild_hours + search_hours), 'hour') }}
     )
 {%- endmacro %}
+
+
+{#
+    P(Z > z) for a standard normal Z (upper tail), portable SQL: Abramowitz & Stegun 26.2.17
+    (absolute error < 7.5e-8) on |z| capped at 30 (so exp() never underflows, which PostgreSQL
+    raises as an error; the tail beyond 30 is < 1e-197), mirrored for z < 0. NULL when z is NULL.
+#}
+{% macro ops_an_normal_upper_tail(z) -%}
+    case
+        when ({{ z }}) is null then null
+        when ({{ z }}) >= 0 then {{ _ops_an_normal_tail_abs(z) }}
+        else 1.0 - {{ _ops_an_normal_tail_abs(z) }}
+    end
+{%- endmacro %}
+
+{% macro _ops_an_normal_tail_abs(z) -%}
+    {%- set x = 'least(abs(' ~ z ~ '), 30.0)' -%}
+    {%- set t = '(1.0 / (1.0 + 0.2316419 * ' ~ x ~ '))' -%}
+    (0.3989422804014327 * exp(-0.5 * {{ x }} * {{ x }}) * {{ t }}
+     * (0.319381530 + {{ t }} * (-0.356563782 + {{ t }} * (1.781477937
+        + {{ t }} * (-1.821255978 + {{ t }} * 1.330274429)))))
+{%- endmacro %}
+
+{#
+    Fisher's z of a correlation r: atanh(r) = ½ ln((1 + r) / (1 − r)), r clamped to ±0.999999 so
+    r = ±1 gives a large finite value (≈ ±7.25) instead of a division by zero.
+#}
+{% macro ops_an_fisher_z(r) -%}
+    (0.5 * ln(
+        (1.0 + least(greatest(cast({{ r }} as double precision), -0.999999), 0.999999))
+        / (1.0 - least(greatest(cast({{ r }} as double precision), -0.999999), 0.999999))
+    ))
+{%- endmacro %}

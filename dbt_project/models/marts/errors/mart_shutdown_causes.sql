@@ -3,6 +3,9 @@
     blocking reasons and error families seen from var('shutdown_cause_window_minutes') before
     each episode's start to its end, ranked across episodes, with how much more often they occur
     in those windows than in general (rate_ratio), which separates causes from background noise.
+    cause_rank orders by evidence: the lower confidence bound of the rate ratio inside the
+    windows against outside them (log rate ratio − z·SE, 0.5 added to each count), so a cause
+    seen a few times only around shutdowns outranks a family that fires everywhere; no ties.
 
     Sums small incremental tables (same numbers as counting every signal): the causes per episode
     (int_shutdown_episode_causes) and the causes per UTC day for the all-time background rate
@@ -10,6 +13,7 @@
 -#}
 
 {%- set before_minutes = var('shutdown_cause_window_minutes', 60) | int %}
+{%- set z = var('shutdown_cause_z', 1.96) %}
 
 with
 
@@ -92,7 +96,7 @@ aggregated as (
 
 ),
 
-final as (
+rated as (
 
     select
         aggregated.cause_type,
@@ -109,16 +113,65 @@ final as (
         (
             (aggregated.n_events_before + aggregated.n_events_within) / nullif(totals.window_hours_total, 0)
         ) / nullif(overall.n_events_overall / nullif(observed_span.hours_overall, 0), 0) as rate_ratio,
-        rank() over (
-            partition by aggregated.cause_type
-            order by aggregated.n_episodes desc, aggregated.total_downtime_minutes desc
-        ) as cause_rank
+        -- inside the windows against outside them, each count + 0.5 (no zero rates)
+        cast(aggregated.n_events_before + aggregated.n_events_within as double precision) + 0.5 as x_in,
+        cast(greatest(overall.n_events_overall - aggregated.n_events_before - aggregated.n_events_within, 0)
+             as double precision) + 0.5 as x_out,
+        totals.window_hours_total as hours_in,
+        observed_span.hours_overall - totals.window_hours_total as hours_out
     from aggregated
     cross join totals
     cross join observed_span
     inner join overall
         on overall.cause_type = aggregated.cause_type
        and overall.cause = aggregated.cause
+
+),
+
+bounded as (
+
+    select
+        rated.*,
+        case when hours_in > 0 and hours_out > 0
+            then ln((x_in / hours_in) / (x_out / hours_out))
+        end as log_rate_ratio,
+        sqrt(1.0 / x_in + 1.0 / x_out) as log_rate_ratio_se
+    from rated
+
+),
+
+final as (
+
+    select
+        cause_type,
+        cause,
+        n_episodes,
+        share_of_episodes,
+        total_downtime_minutes,
+        n_events_before,
+        n_events_within,
+        n_events_overall,
+        events_per_hour_in_windows,
+        events_per_hour_overall,
+        rate_ratio,
+        exp(log_rate_ratio) as rate_ratio_vs_outside,
+        log_rate_ratio_se,
+        exp(log_rate_ratio - {{ z }} * log_rate_ratio_se) as rate_ratio_lower,
+        exp(log_rate_ratio + {{ z }} * log_rate_ratio_se) as rate_ratio_upper,
+        row_number() over (
+            partition by cause_type
+            order by
+                case when log_rate_ratio is null then 1 else 0 end,
+                log_rate_ratio - {{ z }} * log_rate_ratio_se desc,
+                n_episodes desc,
+                total_downtime_minutes desc,
+                cause
+        ) as cause_rank,
+        rank() over (
+            partition by cause_type
+            order by n_episodes desc, total_downtime_minutes desc
+        ) as episode_rank
+    from bounded
 
 )
 
