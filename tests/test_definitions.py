@@ -5,6 +5,7 @@ The snapshot of asset keys makes a rename visible in review.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -176,7 +177,6 @@ def _dbt_parse(target_path: Path, dbt_vars: str) -> dict:
                     "--target-path", str(target_path)], check=True, capture_output=True,
                    # one profile for every call: a changed profile (another path) means a full parse
                    env={**os.environ, "OPS_WAREHOUSE_DUCKDB_PATH": str(target_path.parent / "unused.duckdb")})
-    import json
     return json.loads((target_path / "perf_info.json").read_text())
 
 

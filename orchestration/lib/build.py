@@ -82,13 +82,17 @@ def publish_partial_parse(invocation_target: Path, project_target: Path) -> bool
     if not source.is_file():
         return False
     destination = Path(project_target) / PARTIAL_PARSE_FILE
-    staging = destination.with_name(f".{PARTIAL_PARSE_FILE}.{os.getpid()}.tmp")
+    staging = None
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        staging.write_bytes(source.read_bytes())
+        # a name of its own per call: two invocations of one process (threads) never share it
+        fd, staging = tempfile.mkstemp(dir=destination.parent, prefix=f".{PARTIAL_PARSE_FILE}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as out:
+            out.write(source.read_bytes())
         os.replace(staging, destination)
     except OSError:
-        staging.unlink(missing_ok=True)
+        if staging is not None:
+            Path(staging).unlink(missing_ok=True)
         return False
     return True
 
