@@ -26,8 +26,9 @@ INCIDENTS = [
 ]
 
 
-def _sent(rule: str, subject: str, at_h: float, since_h: float | None = None, paging: bool = True) -> Sent:
-    return Sent(rule, subject, T0 + at_h * H, T0 + (at_h if since_h is None else since_h) * H, paging)
+def _sent(rule: str, subject: str, at_h: float, since_h: float | None = None, paging: bool = True,
+          group: str | None = None) -> Sent:
+    return Sent(rule, subject, T0 + at_h * H, T0 + (at_h if since_h is None else since_h) * H, paging, group)
 
 
 def test_matching_needs_kind_subject_and_time():
@@ -89,6 +90,25 @@ def test_figures_on_a_crafted_case():
     assert f2["paging"]["recall"] == round(2 / 3, 3) and f2["paging"]["missed"] == ["streak"]
 
 
+def test_group_figures():
+    """A group matches the incidents any of its notifications matches; ungrouped notifications
+    are groups of their own."""
+    notes = [
+        _sent("system_shutdown", "system", 40, group="g1"),
+        _sent("critical_errors", "system", 41, group="g1"),  # the same incident, the same group
+        _sent("errors_per_hour", "all", 10, group="g2"),
+        _sent("errors_per_hour", "all", 11, since_h=10, group="g3"),  # the spike again, in another group
+        _sent("errors_per_hour", "all", 30, group="g4"),  # no incident
+        _sent("null_tweet_ids", "posting", 31),  # no incident, no group
+    ]
+    total = alert_figures(notes, INCIDENTS, ["system_shutdown", "critical_errors", "errors_per_hour",
+                                             "null_tweet_ids"])["all"]
+    assert (total["notified"], total["per_incident"]) == (2, 2.0)
+    assert (total["groups"], total["groups_matched"], total["groups_no_incident"]) == (5, 3, 2)
+    assert (total["groups_per_incident"], total["max_groups_per_incident"]) == (1.5, 2)  # shutdown 1, spike 2
+    assert total["group_match_share"] == 0.6
+
+
 def test_bench_alerts_command(tmp_path):
     """The command on 2 simulated days: a table and the same figures as JSON."""
     out = tmp_path / "alerts.json"
@@ -103,6 +123,11 @@ def test_bench_alerts_command(tmp_path):
         total = figs["all"]
         assert total["notifications"] == total["matched"] + total["no_incident"]
         assert total["notifications"] == sum(r["notifications"] for r in figs["rules"].values())
+        paging = figs["paging"]
+        assert paging["groups"] == paging["groups_matched"] + paging["groups_no_incident"]
+        assert paging["groups"] <= paging["notifications"]
+    assert "groups per notified incident" in run.stdout
+    assert all(len(row) == 6 for row in figures["sent"]["shipped"])  # rule, subject, at, since, paging, group
     assert "job_errors_per_2h" in figures["sets"]["shipped"]["rules"]
     assert "job_errors_per_2h" not in figures["sets"]["builtin"]["rules"]
 

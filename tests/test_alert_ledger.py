@@ -18,8 +18,8 @@ from orchestration.lib.alerts.ledger import (
     observe,
     run_alerts,
 )
-from orchestration.lib.alerts.notification import FIRING, RESOLVED
-from orchestration.lib.alerts.rules import BUILTIN_RULES, Inhibit, RuleSpec, Threshold, load_rules
+from orchestration.lib.alerts.notification import FIRING, JOINS, OPENS, RESOLVED, UPDATES
+from orchestration.lib.alerts.rules import BUILTIN_RULES, Grouping, Inhibit, RuleSpec, Threshold, load_rules
 from orchestration.lib.db import connect
 from orchestration.lib.settings import Location
 
@@ -151,16 +151,60 @@ def test_silences_suppress_what_they_match_within_their_bounds(warehouse, tmp_pa
 
 
 def test_grouping_keys(warehouse) -> None:
+    """Paging rules share the open incident group; a digest rule's notifications are grouped per
+    rule and evaluation (split by its group_by); with grouping disabled, every rule is."""
     rules = [replace(r, group_by=("subject",)) if r.name == "stale_job" else r for r in RULES]
     notes = evaluate(warehouse, [cond(FAIL, "a"), cond(FAIL, "b"), cond("stale_job", "a"), cond("stale_job", "b"),
                                  cond("anomaly", "a")], T0, rules)
     keys = {(n.rule, n.subject): n.group_key for n in notes}
-    assert keys[(FAIL, "a")] == keys[(FAIL, "b")]
-    assert keys[("stale_job", "a")] != keys[("stale_job", "b")]
-    assert len({keys[(FAIL, "a")], keys[("anomaly", "a")], keys[("stale_job", "a")]}) == 3
+    assert keys[(FAIL, "a")] == keys[(FAIL, "b")] == keys[("anomaly", "a")]  # one incident across rules
+    assert keys[(FAIL, "a")] == f"incident|{notes[0].incident}" and notes[0].incident.startswith("inc_")
+    assert keys[("stale_job", "a")] != keys[("stale_job", "b")]  # digest: per rule and subject
+    assert not keys[("stale_job", "a")].startswith("incident|")
     later = evaluate(warehouse, [], T0 + H, rules)
     assert {n.status for n in later} == {RESOLVED}
-    assert keys[(FAIL, "a")] not in {n.group_key for n in later}  # one evaluation, one group
+    assert {n.group_key for n in later if n.rule != "stale_job"} == {keys[(FAIL, "a")]}  # resolved: its incident
+    assert keys[("stale_job", "a")] not in {n.group_key for n in later}  # one evaluation, one group
+
+    off = evaluate(warehouse, [cond(FAIL, "c"), cond("anomaly", "c")], T0 + 9 * H, rules,
+                   grouping=Grouping(enabled=False))
+    assert len({n.group_key for n in off}) == 2 and {n.incident for n in off} == {None}
+
+
+def test_incident_groups_across_rules_and_ticks(warehouse) -> None:
+    """A second rule firing while the incident is open joins its group; a retried tick gives the
+    same group keys and writes nothing; resolved notices join it; a firing a window (2 h) after
+    its last activity opens a new one."""
+    from orchestration.lib.alerts.channels import _group_title
+
+    shutdown, anomaly = cond("system_shutdown", "system", 1), cond("anomaly", "errors_total")
+    [opened] = evaluate(warehouse, [shutdown], T0, RULES)
+    assert (opened.incident_role, opened.group_key) == (OPENS, f"incident|{opened.incident}")
+    assert _group_title([opened]).startswith(f"[CRITICAL] new incident {opened.incident}: ")
+
+    notes = evaluate(warehouse, [shutdown, anomaly], T0 + H, RULES)  # the shutdown's 1 h repeat, a new rule
+    assert {(n.rule, n.incident_role) for n in notes} == {("system_shutdown", UPDATES), ("anomaly", JOINS)}
+    assert {n.group_key for n in notes} == {opened.group_key}
+    assert f"update to incident {opened.incident} (+rule anomaly)" in _group_title(notes)
+    groups = query_location(warehouse, "select group_id, opened_at, last_active_at from alerts.incident_groups")
+    assert evaluate(warehouse, [shutdown, anomaly], T0 + H, RULES) == notes  # a retried tick
+    assert query_location(warehouse, "select group_id, opened_at, last_active_at from alerts.incident_groups") \
+        == groups == [(opened.incident, T0, T0 + H)]
+
+    resolved = evaluate(warehouse, [], T0 + 2 * H, RULES)
+    assert {(n.status, n.group_key, n.incident_role) for n in resolved} == {(RESOLVED, opened.group_key, UPDATES)}
+    [joined] = evaluate(warehouse, [cond(FAIL, "poster")], T0 + 3 * H, RULES)  # 1 h after its last activity
+    assert (joined.group_key, joined.incident_role) == (opened.group_key, JOINS)
+    evaluate(warehouse, [], T0 + 4 * H, RULES)  # resolves: the incident's last activity
+
+    [fresh] = evaluate(warehouse, [cond(FAIL, "poster")], T0 + 6 * H, RULES)  # a window later
+    assert fresh.group_key != opened.group_key and fresh.incident_role == OPENS
+    # split by a label: the job's failure and a shutdown are two incidents
+    notes = evaluate(warehouse, [cond(FAIL, "poster"), cond("anomaly", "errors_x"), shutdown], T0 + 7 * H, RULES,
+                     grouping=Grouping(by=("scope",)))
+    assert sorted(n.rule for n in notes) == ["anomaly", "system_shutdown"]  # scope errors, scope system
+    assert len({n.group_key for n in notes}) == 2 and {n.incident_role for n in notes} == {OPENS}
+    assert query_location(warehouse, "select count(*) from alerts.incident_groups") == [(4,)]
 
 
 def test_one_transaction(warehouse, monkeypatch) -> None:

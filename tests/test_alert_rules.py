@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from orchestration.lib.alerts.ledger import load_silences, render_sql
-from orchestration.lib.alerts.rules import BUILTIN_RULES, RulesFileError, load_rules
+from orchestration.lib.alerts.rules import (BUILTIN_RULES, DEFAULT_GROUPING, Grouping, RulesFileError, load_grouping,
+                                            load_rules)
 from orchestration.lib.settings import PROJECT_ROOT
 
 
@@ -132,6 +133,13 @@ BAD_CASES = [
      "      subject: job_name\n", 5, "missing field 'time_column'"),
     ("invalid yaml", "rules:\n  - name: a\n    window: [1h\n", 4, "invalid YAML"),
     ("unknown delivery", "builtin_overrides:\n  stale_job:\n    delivery: sms\n", 3, "unknown delivery 'sms'"),
+    ("grouping unknown key", "grouping:\n  by: []\n  group_wait: 30s\n", 3, "grouping: unknown key 'group_wait'"),
+    ("grouping by not a list", "grouping:\n  by: scope\n", 2, "grouping.by must be a list of label names"),
+    ("grouping by not a name", "grouping:\n  by: [scope, 'a b']\n", 2, "grouping.by: not a label name: 'a b'"),
+    ("grouping bad window", "grouping:\n  window: a while\n", 2, "grouping.window: not a duration"),
+    ("grouping zero window", "grouping:\n  window: 0m\n", 2, "grouping.window must be positive"),
+    ("grouping enabled not a bool", "grouping:\n  enabled: sometimes\n", 2, "grouping.enabled must be true or false"),
+    ("grouping not a mapping", "grouping: [scope]\n", 1, "grouping must be a mapping"),
     ("threshold not a number",
      "rules:\n  - name: a\n    sql: select 1\n    window: 1h\n    condition:\n      op: '>'\n      threshold: many\n",
      7, "threshold must be a number"),
@@ -146,6 +154,18 @@ def test_bad_rules_files_name_the_line_and_the_problem(tmp_path, case, text, lin
     message = str(err.value)
     assert message.startswith(f"{path}:{line}: "), message
     assert problem in message, message
+
+
+def test_grouping_section(tmp_path) -> None:
+    """``grouping:`` is read by load_grouping; absent (file or section): the defaults (across every
+    paging rule, 2 h); the shipped file groups across every paging rule."""
+    assert load_grouping(None) == DEFAULT_GROUPING == Grouping((), timedelta(hours=2), True)
+    assert load_grouping(PROJECT_ROOT / "alerts" / "rules.yml") == DEFAULT_GROUPING
+    path = write(tmp_path, "grouping:\n  by: [scope, subject]\n  window: 90m\nrules: []\n")
+    assert load_grouping(path) == Grouping(("scope", "subject"), timedelta(minutes=90))
+    assert load_rules(path) == load_rules(None)  # the section changes no rule
+    assert load_grouping(write(tmp_path, "grouping:\n  enabled: false\n")).enabled is False
+    assert load_grouping(write(tmp_path, "rules: []\n")) == DEFAULT_GROUPING
 
 
 def test_custom_rules_parse(tmp_path) -> None:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 from urllib.parse import quote, urlsplit
 
-from orchestration.lib.alerts.notification import FIRING, REPORT, RESOLVED, Notification
+from orchestration.lib.alerts.notification import FIRING, JOINS, OPENS, REPORT, RESOLVED, Notification
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +307,12 @@ def _group_title(batch: Sequence[Notification]) -> str:
         return f"[REPORT] {first.title}"
     word = "RESOLVED" if all(_is_resolved(n) for n in batch) else first.severity.upper()
     more = f" (+{len(batch) - 1} more)" if len(batch) > 1 else ""
+    if first.incident:  # a paging incident group: its first message, or what changed since
+        if any(n.incident_role == OPENS for n in batch):
+            return f"[{word}] new incident {first.incident}: {first.title}{more}"
+        joined = list(dict.fromkeys(n.rule for n in batch if n.incident_role == JOINS))
+        plus = f" (+rule {', +rule '.join(joined)})" if joined else ""
+        return f"[{word}] update to incident {first.incident}{plus}: {first.title}{more}"
     return f"[{word}] {first.title}{more}"
 
 

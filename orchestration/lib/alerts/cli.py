@@ -74,7 +74,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     from orchestration.lib.alerts import tick
     from orchestration.lib.alerts.ledger import explain_custom_rules, load_silences
-    from orchestration.lib.alerts.rules import load_rules
+    from orchestration.lib.alerts.rules import load_grouping, load_rules
 
     path = args.rules or tick.rules_file()
     rules = load_rules(path if path.exists() else None, channels=tick.CHANNEL_NAMES)
@@ -83,6 +83,9 @@ def run_check(args: argparse.Namespace) -> int:
         route = f" -> {','.join(r.routing)}" if r.routing else ""
         print(f"  {r.name:28s} {r.kind:8s} {r.severity:8s} value {r.condition.op} {r.condition.threshold:g} "
               f"over {r.window}{route}")
+    grouping = load_grouping(path if path.exists() else None)
+    print(f"  incident groups of paging rules: by [{', '.join(grouping.by)}], window {grouping.window}"
+          if grouping.enabled else "  incident groups: disabled (one group per rule and evaluation)")
     spath = args.silences or tick.silences_file()
     if spath.exists():
         print(f"{spath}: {len(load_silences(spath))} silences")

@@ -28,8 +28,17 @@ Idempotency (a retried tick sends nothing twice): evaluating again at the same `
 same conditions writes nothing new. It *returns the same notifications again* — those of the
 transitions recorded at ``now`` — with the same ``transition_id`` values, so a tick that crashed
 between the ledger commit and delivery loses nothing on retry; delivery sends a transition id at
-most once per channel (see ``notification.py``). Grouping: all notifications of one rule in one
-evaluation share a ``group_key`` (``rule|<group_by label values>|now``).
+most once per channel (see ``notification.py``).
+
+Incident groups (``alerts.incident_groups``, members in ``alerts.incident_group_alerts``;
+configured by ``grouping:`` in the rules file, :class:`~orchestration.lib.alerts.rules.Grouping`):
+a notification of a paging rule joins the open incident group with the same values of the
+grouping's ``by`` labels, or opens one; its ``group_key`` is ``incident|<group id>``. A group is
+open while one of its alerts still fires or its last activity is less than ``window`` ago; a
+resolved notice goes to its alert's group. The group id is a hash of the ``by`` values and the
+instant the group opened, so a retried evaluation finds the same group. Digest rules' (and, with
+grouping disabled, every rule's) notifications share a ``group_key`` per rule and evaluation
+(``rule|<group_by label values>|now``).
 """
 
 from __future__ import annotations
@@ -50,9 +59,9 @@ import psycopg
 from yaml.nodes import MappingNode, SequenceNode
 
 from orchestration.lib.alerts.channels import notification_from_dict, notification_to_dict
-from orchestration.lib.alerts.notification import FIRING, RESOLVED, Notification
-from orchestration.lib.alerts.rules import (RulesFileError, RuleSpec, _compose, _mapping, _scalar, _value,
-                                            sql_query_problem)
+from orchestration.lib.alerts.notification import FIRING, JOINS, OPENS, RESOLVED, UPDATES, Notification
+from orchestration.lib.alerts.rules import (DEFAULT_GROUPING, Grouping, RulesFileError, RuleSpec, _compose, _mapping,
+                                            _scalar, _value, sql_query_problem)
 from orchestration.lib.db import connect, duckdb_connect, postgres_connect
 from orchestration.lib.settings import Location
 
@@ -60,6 +69,8 @@ SCHEMA = "alerts"
 LEDGER = f"{SCHEMA}.ledger"
 TRANSITIONS = f"{SCHEMA}.transitions"
 SILENCES = f"{SCHEMA}.silences"
+INCIDENT_GROUPS = f"{SCHEMA}.incident_groups"
+INCIDENT_MEMBERS = f"{SCHEMA}.incident_group_alerts"
 
 DDL = [
     f"create schema if not exists {SCHEMA}",
@@ -93,6 +104,17 @@ DDL = [
         created_by text,
         comment text,
         created_at timestamptz not null)""",
+    f"""create table if not exists {INCIDENT_GROUPS} (
+        group_id text not null unique,
+        group_key text not null,
+        group_labels text not null,
+        opened_at timestamptz not null,
+        last_active_at timestamptz not null)""",
+    f"""create table if not exists {INCIDENT_MEMBERS} (
+        group_id text not null,
+        alert_id text not null,
+        rule text not null,
+        joined_at timestamptz not null)""",
 ]
 
 FIRED, REPEAT, RESOLVE = "fired", "repeat", "resolved"
@@ -735,13 +757,69 @@ def _group_key(rule: RuleSpec, labels: dict[str, str], now: datetime) -> str:
     return "|".join(parts)
 
 
+@dataclass
+class IncidentGroup:
+    """One row of ``alerts.incident_groups``: the paging notifications of one incident."""
+
+    group_id: str
+    group_labels: str  # JSON of the grouping's ``by`` label values
+    opened_at: datetime
+    last_active_at: datetime
+    is_new: bool = False
+
+    @property
+    def group_key(self) -> str:
+        return f"incident|{self.group_id}"
+
+
+def incident_group_id(group_labels: str, opened_at: datetime) -> str:
+    """Deterministic: a retried evaluation opening the same group gets the same id."""
+    return "inc_" + _hash("incident", group_labels, _iso(opened_at))[:12]
+
+
+def _group_labels(grouping: Grouping, labels: dict[str, str]) -> str:
+    return json.dumps({k: labels.get(k, "") for k in grouping.by}, sort_keys=True)
+
+
+def _is_open(group: IncidentGroup, grouping: Grouping, now: datetime) -> bool:
+    return group.opened_at <= now and now - group.last_active_at < grouping.window
+
+
+def _load_incident_groups(c: _Conn, grouping: Grouping, now: datetime,
+                          alert_ids: list[str]) -> tuple[dict[str, IncidentGroup], dict[str, IncidentGroup],
+                                                         set[tuple[str, str]]]:
+    """(open groups by their ``by`` values, the group of each of ``alert_ids`` that has one,
+    the (group id, alert id) memberships of those)."""
+    cols = "g.group_id, g.group_labels, g.opened_at, g.last_active_at"
+    rows = c.execute(f"select {cols} from {INCIDENT_GROUPS} g where g.last_active_at > ? and g.opened_at <= ? "
+                     f"order by g.opened_at", [now - grouping.window, now])
+    groups = {gid: IncidentGroup(gid, lab, _utc(o), _utc(la)) for gid, lab, o, la in rows}
+    of_alert: dict[str, IncidentGroup] = {}
+    members: set[tuple[str, str]] = set()
+    for start in range(0, len(alert_ids), 500):
+        chunk = alert_ids[start:start + 500]
+        marks, values = _in_list(chunk)
+        for aid, gid, lab, o, la in c.execute(
+                f"""select m.alert_id, {cols} from {INCIDENT_MEMBERS} m join {INCIDENT_GROUPS} g
+                    on g.group_id = m.group_id where m.alert_id in ({marks}) order by m.joined_at""", values):
+            group = groups.setdefault(gid, IncidentGroup(gid, lab, _utc(o), _utc(la)))
+            of_alert[aid] = group  # the latest group it joined
+            members.add((gid, aid))
+    open_by_labels = {g.group_labels: g for g in sorted(groups.values(), key=lambda g: g.opened_at)
+                      if _is_open(g, grouping, now)}
+    return open_by_labels, of_alert, members
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "n/a"
     return f"{value:g}" if math.isfinite(value) else str(value)
 
 
-def _notification(tid: str, kind: str, rule: RuleSpec, alert: _Alert, now: datetime) -> Notification:
+def _notification(tid: str, kind: str, rule: RuleSpec, alert: _Alert, now: datetime,
+                  incident: tuple[IncidentGroup, str] | None = None) -> Notification:
+    """``incident``: the alert's incident group and the notification's part in it (OPENS, JOINS,
+    UPDATES); None for notifications outside incident groups (per rule and evaluation)."""
     labels = _labels(rule, alert.subject)
     details = json.loads(alert.details) if alert.details else {}
     numbers: dict[str, Any] = {"value": alert.value, "threshold": rule.condition.threshold}
@@ -757,7 +835,10 @@ def _notification(tid: str, kind: str, rule: RuleSpec, alert: _Alert, now: datet
                    f"{_fmt(rule.condition.threshold)}" + (" (still firing)." if kind == REPEAT else "."))
     return Notification(transition_id=tid, rule=rule.name, subject=alert.subject, severity=rule.severity,
                         status=status, title=title, summary=summary.strip(), since=alert.first_fired_at,
-                        at=now, numbers=numbers, labels=labels, group_key=_group_key(rule, labels, now))
+                        at=now, numbers=numbers, labels=labels,
+                        group_key=incident[0].group_key if incident else _group_key(rule, labels, now),
+                        incident=incident[0].group_id if incident else None,
+                        incident_role=incident[1] if incident else None)
 
 
 def _to_json(n: Notification) -> str:
@@ -774,13 +855,63 @@ def _table_silences(c: _Conn, now: datetime) -> list[Silence]:
     return [Silence(json.loads(m), _utc(s), _utc(e), by, comment, sid) for sid, m, s, e, by, comment in rows]
 
 
+def _assign_incident_groups(c: _Conn, grouping: Grouping, by_name: dict[str, RuleSpec],
+                            planned: list[tuple[_Alert, str | None, bool]],
+                            now: datetime) -> dict[str, tuple[IncidentGroup, str]]:
+    """The incident group of each notified paging alert of this evaluation and its part in it
+    (``{alert_id: (group, OPENS | JOINS | UPDATES)}``); records new groups and members and keeps
+    the groups of still-firing members open. ``planned``: (alert, transition kind or None, notify)."""
+    paging = [(a, kind, notify) for a, kind, notify in planned if by_name[a.rule].delivery == "page"]
+    if not paging:
+        return {}
+    open_by_labels, of_alert, members = _load_incident_groups(c, grouping, now, [a.alert_id for a, _k, _n in paging])
+    out: dict[str, tuple[IncidentGroup, str]] = {}
+    touched: dict[str, IncidentGroup] = {}
+    for a, kind, notify in paging:
+        sends = notify and kind is not None
+        group = of_alert.get(a.alert_id)
+        if group is not None and kind != RESOLVE and not _is_open(group, grouping, now):
+            group = None  # its incident closed (no evaluation for a window): it fires into the open one
+        if group is None:
+            if not sends:
+                continue  # a suppressed alert opens no incident and keeps none open
+            labels = _group_labels(grouping, _labels(by_name[a.rule], a.subject))
+            group = open_by_labels.get(labels)
+            if group is None:
+                group = IncidentGroup(incident_group_id(labels, now), labels, now, now, is_new=True)
+                open_by_labels[labels] = group
+        member = (group.group_id, a.alert_id) in members
+        if sends:
+            out[a.alert_id] = (group, OPENS if group.opened_at == now else UPDATES if member else JOINS)
+            if not member:
+                members.add((group.group_id, a.alert_id))
+                c.execute(f"""insert into {INCIDENT_MEMBERS} select ?, ?, ?, ?
+                              where not exists (select 1 from {INCIDENT_MEMBERS}
+                                                where group_id = ? and alert_id = ?)""",
+                          [group.group_id, a.alert_id, a.rule, now, group.group_id, a.alert_id])
+        # a member still firing (notified or not) or resolving now keeps its incident open
+        group.last_active_at = max(group.last_active_at, now)
+        touched[group.group_id] = group
+    for group in touched.values():
+        if group.is_new:
+            c.execute(f"""insert into {INCIDENT_GROUPS} select ?, ?, ?, ?, ?
+                          where not exists (select 1 from {INCIDENT_GROUPS} where group_id = ?)""",
+                      [group.group_id, group.group_key, group.group_labels, group.opened_at, group.last_active_at,
+                       group.group_id])
+        else:
+            c.execute(f"update {INCIDENT_GROUPS} set last_active_at = ? where group_id = ? and last_active_at < ?",
+                      [group.last_active_at, group.group_id, group.last_active_at])
+    return out
+
+
 def evaluate(location: Location, conditions: Iterable[Condition], now: datetime, rules: Iterable[RuleSpec],
-             silences: Iterable[Silence] | None = None) -> list[Notification]:
+             silences: Iterable[Silence] | None = None, grouping: Grouping = DEFAULT_GROUPING) -> list[Notification]:
     """Fold ``conditions`` into the ledger at ``now`` (one transaction); the notifications to send.
 
     Only alerts of ``rules`` are touched: a firing alert of one of them with no active condition
-    resolves. ``silences`` add to the active silences of ``alerts.silences``. Idempotent: see the
-    module docstring (a second call at the same ``now`` returns the same transition ids).
+    resolves. ``silences`` add to the active silences of ``alerts.silences``. ``grouping``: how
+    paging notifications join incident groups (module docstring). Idempotent: see the module
+    docstring (a second call at the same ``now`` returns the same transition ids and group keys).
     """
     now = _utc(now)
     by_name = {r.name: r for r in rules}
@@ -841,7 +972,8 @@ def evaluate(location: Location, conditions: Iterable[Condition], now: datetime,
                     return f"silenced:{s.silence_id}"
             return None
 
-        # 3. transitions and ledger writes
+        # 3. what each change sends, the incident groups of the paging ones, the writes
+        planned: list[tuple[_Alert, str | None, bool]] = []
         for a, kind in changes:
             rule = by_name[a.rule]
             a.suppressed_by = suppressed_by(a)
@@ -849,10 +981,14 @@ def evaluate(location: Location, conditions: Iterable[Condition], now: datetime,
                 due = a.last_notified_at is None or now - a.last_notified_at >= rule.repeat_interval
                 kind = REPEAT if (due and a.suppressed_by is None) else None
             notify = a.suppressed_by is None and (kind != RESOLVE or a.last_notified_at is not None)
+            planned.append((a, kind, notify))
+        incidents = _assign_incident_groups(c, grouping, by_name, planned, now) if grouping.enabled else {}
+        for a, kind, notify in planned:
+            rule = by_name[a.rule]
             if kind is not None:
                 at = a.first_fired_at if kind == FIRED else now
                 tid = transition_id(a.dedup_key, kind, at)
-                note = _notification(tid, kind, rule, a, now)
+                note = _notification(tid, kind, rule, a, now, incidents.get(a.alert_id) if notify else None)
                 c.execute(f"""insert into {TRANSITIONS}
                               select ?, ?, ?, ?, ?, ?, ?
                               where not exists (select 1 from {TRANSITIONS} where transition_id = ?)""",
@@ -876,10 +1012,11 @@ def evaluate(location: Location, conditions: Iterable[Condition], now: datetime,
 
 
 def run_alerts(location: Location, rules: list[RuleSpec], now: datetime,
-               silences: Iterable[Silence] | None = None) -> tuple[list[Notification], Observation]:
+               silences: Iterable[Silence] | None = None,
+               grouping: Grouping = DEFAULT_GROUPING) -> tuple[list[Notification], Observation]:
     """:func:`observe` then :func:`evaluate` over the rules that could be evaluated."""
     obs = observe(location, rules, now)
-    return evaluate(location, obs.conditions, now, obs.evaluated, silences), obs
+    return evaluate(location, obs.conditions, now, obs.evaluated, silences, grouping), obs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -970,7 +1107,7 @@ def sync_silences(location: Location, silences: Iterable[Silence]) -> int:
     return n
 
 
-__all__ = ["Condition", "CustomSqlError", "Observation", "Silence", "add_silence", "alert_sql_timeout_seconds",
-           "dedup_key", "ensure_schema", "evaluate", "evaluator_location", "explain_custom_rules", "load_silences",
-           "observe", "render_sql", "require_warehouse", "run_alerts", "run_read_only", "sync_silences",
-           "transition_id", "RulesFileError"]
+__all__ = ["Condition", "CustomSqlError", "IncidentGroup", "Observation", "Silence", "add_silence",
+           "alert_sql_timeout_seconds", "dedup_key", "ensure_schema", "evaluate", "evaluator_location",
+           "explain_custom_rules", "incident_group_id", "load_silences", "observe", "render_sql", "require_warehouse",
+           "run_alerts", "run_read_only", "sync_silences", "transition_id", "RulesFileError"]

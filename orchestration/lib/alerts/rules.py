@@ -19,6 +19,10 @@ Custom rules (``rules:`` in the file) are either
 
 :func:`load_rules` validates the file when it is loaded and raises :class:`RulesFileError`, whose
 message names the file, the line and the problem. See ``alerts/README.md`` for the format.
+
+Incident grouping (``grouping:`` in the file, :class:`Grouping`, :func:`load_grouping`): the
+notifications of paging rules that fire while an incident group is open join that group, so one
+incident pages as one group of messages (Alertmanager's grouping, across rules).
 """
 
 from __future__ import annotations
@@ -95,6 +99,23 @@ class RuleSpec:
     params: dict[str, Any] = field(default_factory=dict)  # built-in specific knobs
     line: int | None = None  # where the rule was defined (custom rules)
     delivery: str = "page"  # page | digest (see DELIVERIES)
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """How the ledger groups paging notifications into incidents (``grouping:`` in the rules file).
+
+    A paging notification joins the open incident group with the same values of the ``by`` labels
+    (empty: one group across every paging rule); a group stays open while one of its alerts is
+    still firing or its last activity (a firing, a resolution) is less than ``window`` ago.
+    ``enabled: false`` gives every rule its own group per evaluation, as digest rules have."""
+
+    by: tuple[str, ...] = ()
+    window: timedelta = timedelta(hours=2)
+    enabled: bool = True
+
+
+DEFAULT_GROUPING = Grouping()
 
 
 def _b(name: str, op: str, threshold: float, window: timedelta, severity: str, description: str,
@@ -303,6 +324,62 @@ def _inhibits(ctx: _Ctx, node: Node, what: str) -> tuple[Inhibit, ...]:
                                                 f"(one of {', '.join(INHIBIT_MATCHES)})")
         out.append((item, Inhibit(str(_scalar(ctx, fields["rule"][1], "rule")), match)))
     return tuple(i for _n, i in out)
+
+
+_GROUPING_KEYS = ("by", "window", "enabled")
+
+
+def _grouping(ctx: _Ctx, node: Node) -> Grouping:
+    """The ``grouping:`` section: ``{by: [label, ...], window: 2h, enabled: true}``, every key optional."""
+    if isinstance(node, ScalarNode) and _value(node) is None:
+        return DEFAULT_GROUPING
+    fields = dict((k.value, (k, v)) for k, v in _mapping(ctx, node, "grouping"))
+    for key, (k, _v) in fields.items():
+        if key not in _GROUPING_KEYS:
+            raise ctx.error(k, f"grouping: unknown key '{key}' (allowed: {', '.join(_GROUPING_KEYS)})")
+    out: dict[str, Any] = {}
+    if "by" in fields:
+        node_by = fields["by"][1]
+        if not isinstance(node_by, SequenceNode):
+            raise ctx.error(node_by, "grouping.by must be a list of label names (e.g. [scope]; [] groups across "
+                                     "every paging rule)")
+        by = _str_list(ctx, node_by, "grouping.by")
+        for name in by:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ctx.error(node_by, f"grouping.by: not a label name: {name!r}")
+        if len(set(by)) != len(by):
+            raise ctx.error(node_by, "grouping.by: a label is named twice")
+        out["by"] = by
+    if "window" in fields:
+        node_window = fields["window"][1]
+        raw = _scalar(ctx, node_window, "grouping.window")
+        try:
+            window = parse_duration(raw)
+        except ValueError as exc:
+            raise ctx.error(node_window, f"grouping.window: {exc}") from None
+        if window <= timedelta(0):
+            raise ctx.error(node_window, f"grouping.window must be positive, got {raw!r}")
+        out["window"] = window
+    if "enabled" in fields:
+        enabled = _scalar(ctx, fields["enabled"][1], "grouping.enabled")
+        if not isinstance(enabled, bool):
+            raise ctx.error(fields["enabled"][1], f"grouping.enabled must be true or false, got {enabled!r}")
+        out["enabled"] = enabled
+    return Grouping(**out)
+
+
+def load_grouping(path: str | Path | None = None) -> Grouping:
+    """The rules file's ``grouping:`` section (validated); the defaults when the file or the
+    section is missing."""
+    if path is None or not Path(path).exists():
+        return DEFAULT_GROUPING
+    ctx, root = _compose(Path(path))
+    if root is None:
+        return DEFAULT_GROUPING
+    for k, v in _mapping(ctx, root, "the rules file"):
+        if k.value == "grouping":
+            return _grouping(ctx, v)
+    return DEFAULT_GROUPING
 
 
 _COMMON_KEYS = {"condition", "window", "severity", "description", "labels", "routing",
@@ -547,8 +624,10 @@ def load_rules(path: str | Path | None = None, channels: Iterable[str] | None = 
                         raise ctx.error(item, f"{what}: missing field '{required}'")
                 fields.pop("name", None)
                 custom.append(RuleSpec(name=name, kind=kind, line=item.start_mark.line + 1, **fields))
+        elif k.value == "grouping":
+            _grouping(ctx, v)  # validated with the rules; read by load_grouping
         else:
-            raise ctx.error(k, f"unknown key '{k.value}' (expected builtin_overrides, rules)")
+            raise ctx.error(k, f"unknown key '{k.value}' (expected builtin_overrides, rules, grouping)")
     rules = [*base.values(), *custom]
     names = {r.name for r in rules}
     for r in rules:

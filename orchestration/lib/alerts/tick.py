@@ -20,7 +20,7 @@ from typing import Iterable
 from orchestration.lib.alerts import ledger, outbox
 from orchestration.lib.alerts.channels import Channel
 from orchestration.lib.alerts.notification import REPORT, Notification
-from orchestration.lib.alerts.rules import RuleSpec, load_rules
+from orchestration.lib.alerts.rules import Grouping, RuleSpec, load_grouping, load_rules
 from orchestration.lib.settings import PROJECT_ROOT, Location
 
 RULES_FILE_ENV = "OPS_ALERT_RULES_FILE"
@@ -68,6 +68,12 @@ def configured_rules() -> list[RuleSpec]:
     return load_rules(path if path.exists() else None, channels=CHANNEL_NAMES)
 
 
+def configured_grouping() -> Grouping:
+    """The rules file's ``grouping:`` (incident groups of paging notifications), or the defaults."""
+    path = rules_file()
+    return load_grouping(path if path.exists() else None)
+
+
 def floor_time(at: datetime, step: timedelta) -> datetime:
     """``at`` rounded down to a multiple of ``step`` since the epoch: a retried or restarted timer
     tick inside one step evaluates at the same instant, so it changes nothing."""
@@ -92,10 +98,12 @@ def asset_url(rule: str) -> str | None:
 
 def run_tick(location: Location, now: datetime, channels: list[Channel], rules: list[RuleSpec] | None = None,
              only: Iterable[str] | None = None, silences_path: Path | None = None,
-             deliver: bool = True) -> TickResult:
+             deliver: bool = True, grouping: Grouping | None = None) -> TickResult:
     """Evaluate ``rules`` (or the configured ones; ``only`` restricts them by name) at ``now``,
-    record the transitions, queue the notifications for ``channels`` and deliver what is due."""
+    record the transitions, queue the notifications for ``channels`` and deliver what is due.
+    ``grouping``: the incident grouping (default: the rules file's)."""
     rules = configured_rules() if rules is None else rules
+    grouping = configured_grouping() if grouping is None else grouping
     # every digest rule, not just those of this tick: the timer's tick (staleness rules only) and
     # the sensor's hand the same digest, whichever comes first after DIGEST_HOUR
     digest_rules = {r.name for r in rules if r.delivery == "digest"}
@@ -104,7 +112,7 @@ def run_tick(location: Location, now: datetime, channels: list[Channel], rules: 
         rules = [r for r in rules if r.name in wanted]
     silences_path = silences_file() if silences_path is None else silences_path
     file_silences = ledger.load_silences(silences_path) if silences_path.exists() else []
-    notes, obs = ledger.run_alerts(location, rules, now, silences=file_silences)
+    notes, obs = ledger.run_alerts(location, rules, now, silences=file_silences, grouping=grouping)
     notes = [n if n.asset_url else dataclasses.replace(n, asset_url=asset_url(n.rule)) for n in notes]
     notes = [n for n in notes if n.rule not in digest_rules]  # recorded in the ledger, sent in the digest
     if digest_rules:
@@ -164,5 +172,5 @@ def daily_digest(location: Location, rules: set[str], now: datetime, hour: int =
 
 
 __all__ = ["DIGEST_HOUR", "STALENESS_RULES", "daily_digest", "digest_period", "TickResult", "asset_url",
-           "configured_rules", "dagster_asset_url", "floor_time",
+           "configured_grouping", "configured_rules", "dagster_asset_url", "floor_time",
            "rules_file", "run_tick", "silences_file"]

@@ -29,6 +29,11 @@ one was already being sent at the start), notifications per notified incident, n
 matching no incident, alert episodes (first notices) and those matching no incident, and the
 share of notifications that match an incident. The first ``WARMUP`` (24 h) of the period is
 left out: incidents starting and notifications sent in it.
+
+Notification groups (the ledger's incident groups of paging rules, ``grouping:`` in the rules
+file; a digest rule's group is its rule and tick): a group MATCHES an incident when one of its
+FIRING notifications does. Per set: groups, groups per notified incident (the groups matching it,
+averaged over the notified incidents) and the share of groups that match an incident.
 """
 
 from __future__ import annotations
@@ -112,6 +117,7 @@ class Sent:
     at: datetime
     since: datetime  # the alert episode's first notice
     paging: bool = True
+    group: str | None = None  # the notification's group_key (None: a group of its own)
 
     @property
     def episode(self) -> tuple[str, str, datetime]:
@@ -161,6 +167,13 @@ def _figures(notes: list[Sent], incidents: list[dict[str, Any]], match: Callable
             first[iid] = min(first.get(iid, n.at), n.at)
     delays = [max(first[i["incident_id"]] - _ts(i["start"]), timedelta(0))
               for i in incidents if i["incident_id"] in first]
+    # a group matches the incidents any of its notifications matches
+    group_hits: dict[Any, set[str]] = {}
+    for k, n in enumerate(notes):
+        hits = group_hits.setdefault(n.group if n.group is not None else ("alone", k), set())
+        hits.update(i["incident_id"] for i in incidents if match(n, i))
+    groups_of_incident = Counter(iid for hits in group_hits.values() for iid in hits)
+    matched_groups = sum(bool(hits) for hits in group_hits.values())
     return {
         "incidents": len(incidents),
         "notified": len(first),
@@ -174,6 +187,12 @@ def _figures(notes: list[Sent], incidents: list[dict[str, Any]], match: Callable
         "match_share": round(matched_notes / len(notes), 3) if notes else None,
         "episodes": len(episodes),
         "episodes_no_incident": sum(not m for m in episodes.values()),
+        "groups": len(group_hits),
+        "groups_matched": matched_groups,
+        "groups_no_incident": len(group_hits) - matched_groups,
+        "groups_per_incident": round(sum(groups_of_incident.values()) / len(first), 2) if first else None,
+        "max_groups_per_incident": max(groups_of_incident.values(), default=None),
+        "group_match_share": round(matched_groups / len(group_hits), 3) if group_hits else None,
         "missed": sorted(i["incident_id"] for i in incidents if i["incident_id"] not in first),
         "no_incident_top": dict(unmatched.most_common(8)),
     }
@@ -248,11 +267,12 @@ def is_paging(rule: Any) -> bool:
 
 def replay(warehouse: Location, ledgers: dict[str, Location], rule_sets: dict[str, list], start: datetime,
            end: datetime, anomalies: list[tuple], is_paging: Callable[[Any], bool] = is_paging,
-           ) -> dict[str, list[Sent]]:
-    """The sensor's hourly ticks from ``start`` to ``end``, each rule set into its own ledger;
-    the FIRING notifications of each."""
+           groupings: dict[str, Any] | None = None) -> dict[str, list[Sent]]:
+    """The sensor's hourly ticks from ``start`` to ``end``, each rule set into its own ledger
+    (with its incident grouping, default the built-in one); the FIRING notifications of each."""
     from orchestration.lib.alerts.ledger import evaluate, observe
     from orchestration.lib.alerts.notification import FIRING
+    from orchestration.lib.alerts.rules import DEFAULT_GROUPING
     from orchestration.lib.db import connect
 
     with connect(warehouse) as conn:
@@ -272,9 +292,11 @@ def replay(warehouse: Location, ledgers: dict[str, Location], rule_sets: dict[st
                 conn.executemany("insert into marts.mart_anomalies values (?, ?, ?, ?, ?, ?)", due)
         for name, rules in rule_sets.items():
             obs = observe(warehouse, rules, now)
-            for n in evaluate(ledgers[name], obs.conditions, now, obs.evaluated):
+            grouping = (groupings or {}).get(name, DEFAULT_GROUPING)
+            for n in evaluate(ledgers[name], obs.conditions, now, obs.evaluated, grouping=grouping):
                 if n.status == FIRING:
-                    sent[name].append(Sent(n.rule, n.subject, _ts(n.at), _ts(n.since), paging[name][n.rule]))
+                    sent[name].append(Sent(n.rule, n.subject, _ts(n.at), _ts(n.since), paging[name][n.rule],
+                                           n.group_key))
         now += H
     return sent
 
@@ -289,17 +311,29 @@ def rule_sets(rules_file: Path | None = None) -> dict[str, list]:
             "shipped": load_rules(path if path.exists() else None, channels=CHANNEL_NAMES)}
 
 
+def rule_set_groupings(rules_file: Path | None = None) -> dict[str, Any]:
+    """The incident grouping of each rule set: the default, and alerts/rules.yml's ``grouping:``."""
+    from orchestration.lib.alerts.rules import DEFAULT_GROUPING, load_grouping
+    from orchestration.lib.alerts.tick import DEFAULT_RULES_FILE
+
+    path = rules_file or DEFAULT_RULES_FILE
+    return {"builtin": DEFAULT_GROUPING, "shipped": load_grouping(path if path.exists() else None)}
+
+
 def run_alerts_bench(days: float, seed: int, workdir: Path, end: datetime = END,
                      sets: dict[str, list] | None = None, warmup: timedelta = WARMUP,
-                     log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+                     log: Callable[[str], None] = lambda _: None,
+                     groupings: dict[str, Any] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     warehouse, truth = build_warehouse(workdir, days, seed, end, log)
     built = time.perf_counter()
     start = truth["start"].astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0) + H
     anomalies = scored_anomalies(warehouse, start - H, truth["end"])
     sets = sets if sets is not None else rule_sets()
+    groupings = groupings if groupings is not None else rule_set_groupings()
     ledgers = {name: Location.parse(str(workdir / f"ledger_{name}.duckdb")) for name in sets}
-    sent = replay(warehouse, ledgers, sets, start, truth["end"].astimezone(timezone.utc), anomalies)
+    sent = replay(warehouse, ledgers, sets, start, truth["end"].astimezone(timezone.utc), anomalies,
+                  groupings=groupings)
     replayed = time.perf_counter()
     incidents = truth["incidents"]
     kinds: dict[str, int] = {}
@@ -313,8 +347,10 @@ def run_alerts_bench(days: float, seed: int, workdir: Path, end: datetime = END,
         "seconds": {"build": round(built - started, 1), "replay": round(replayed - built, 1)},
         # the raw material, to recompute the figures with another matching (--from-json)
         "incidents": [i for i in incidents if i["kind"] not in EXCLUDED_KINDS],
-        "sent": {name: [[n.rule, n.subject, n.at.isoformat(), n.since.isoformat(), n.paging] for n in notes]
-                 for name, notes in sent.items()},
+        "sent": {name: [[n.rule, n.subject, n.at.isoformat(), n.since.isoformat(), n.paging, n.group]
+                         for n in notes] for name, notes in sent.items()},
+        "grouping": {name: {"by": list(g.by), "window_min": g.window.total_seconds() / 60, "enabled": g.enabled}
+                     for name, g in groupings.items()},
         "delivery": {name: {r.name: is_paging(r) for r in rules} for name, rules in sets.items()},
     }
     return refigure(figures, truth["start"].astimezone(timezone.utc) + warmup)
@@ -325,7 +361,8 @@ def refigure(figures: dict[str, Any], warmup_end: datetime) -> dict[str, Any]:
     incidents = figures["incidents"]
     sets = {}
     for name, rows in figures["sent"].items():
-        notes = [Sent(r, s, _ts(a), _ts(b), bool(p)) for r, s, a, b, p in rows]
+        # rows of runs before notification groups have 5 fields: each notification its own group
+        notes = [Sent(r[0], r[1], _ts(r[2]), _ts(r[3]), bool(r[4]), r[5] if len(r) > 5 else None) for r in rows]
         paging = figures.get("delivery", {}).get(name)
         rules = list(paging) if paging else list(dict.fromkeys(n.rule for n in notes))
         sets[name] = alert_figures(notes, incidents, rules, paging=paging, warmup_end=warmup_end)
@@ -370,7 +407,10 @@ def print_table(figures: dict[str, Any]) -> None:
     for n in names:
         p = figures["sets"][n]["paging"]
         print(f"{n}: paging notifications matching an incident {_fmt(p['match_share'], True)}, recall "
-              f"{_fmt(p['recall'])}, median delay {_fmt(p['median_delay_min'])} min"
+              f"{_fmt(p['recall'])}, median delay {_fmt(p['median_delay_min'])} min (max "
+              f"{_fmt(p['max_delay_min'])}); paging groups {p['groups']}, groups per notified incident "
+              f"{_fmt(p['groups_per_incident'])} (max {_fmt(p['max_groups_per_incident'])}), paging groups "
+              f"matching an incident {_fmt(p['group_match_share'], True)}"
               + (f"; missed {', '.join(p['missed'])}" if p["missed"] else "")
               + (f"; most pages matching no incident: {p['no_incident_top']}" if p.get("no_incident_top") else ""))
 
@@ -392,4 +432,5 @@ def main(days: float, seed: int, json_path: str | None, warmup_hours: float = WA
     return 0
 
 
-__all__ = ["RULE_TARGETS", "Sent", "alert_figures", "main", "matches", "replay", "run_alerts_bench"]
+__all__ = ["RULE_TARGETS", "Sent", "alert_figures", "main", "matches", "replay", "rule_set_groupings",
+           "run_alerts_bench"]
