@@ -107,6 +107,9 @@ def test_group_figures():
     assert (total["groups"], total["groups_matched"], total["groups_no_incident"]) == (5, 3, 2)
     assert (total["groups_per_incident"], total["max_groups_per_incident"]) == (1.5, 2)  # shutdown 1, spike 2
     assert total["group_match_share"] == 0.6
+    # a group opened in the warm-up is left out as a group (its incident is), its later pages not
+    late = alert_figures(notes, INCIDENTS, ["system_shutdown", "critical_errors"], warmup_end=T0 + 40.5 * H)["all"]
+    assert (late["notifications"], late["no_incident"], late["groups"]) == (1, 1, 0)
 
 
 def test_bench_alerts_command(tmp_path):

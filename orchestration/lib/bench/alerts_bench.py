@@ -150,8 +150,10 @@ def _median_minutes(delays: list[timedelta]) -> float | None:
     return round(statistics.median(d.total_seconds() / 60 for d in delays), 1) if delays else None
 
 
-def _figures(notes: list[Sent], incidents: list[dict[str, Any]], match: Callable[[Sent, dict], bool]) -> dict[str, Any]:
-    """The figures of one set of notifications against the incidents they could report."""
+def _figures(notes: list[Sent], incidents: list[dict[str, Any]], match: Callable[[Sent, dict], bool],
+             groups_left_out: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The figures of one set of notifications against the incidents they could report
+    (``groups_left_out``: groups not counted as groups, those opened in the warm-up)."""
     first: dict[str, datetime] = {}
     matched_notes = 0
     episodes: dict[tuple, bool] = {}
@@ -170,6 +172,8 @@ def _figures(notes: list[Sent], incidents: list[dict[str, Any]], match: Callable
     # a group matches the incidents any of its notifications matches
     group_hits: dict[Any, set[str]] = {}
     for k, n in enumerate(notes):
+        if n.group in groups_left_out:
+            continue
         hits = group_hits.setdefault(n.group if n.group is not None else ("alone", k), set())
         hits.update(i["incident_id"] for i in incidents if match(n, i))
     groups_of_incident = Counter(iid for hits in group_hits.values() for iid in hits)
@@ -203,7 +207,11 @@ def alert_figures(notes: Iterable[Sent], incidents: list[dict[str, Any]], rules:
                   paging: dict[str, bool] | None = None, warmup_end: datetime | None = None) -> dict[str, Any]:
     """Per rule (against the incidents of the kinds it targets) and in total (every rule, and the
     paging ones only, against every behaviour incident). Incidents that start and notifications
-    sent before ``warmup_end`` are left out."""
+    sent before ``warmup_end`` are left out, and so are the groups opened then (their first
+    message went out in the warm-up: their incident is left out, so their updates would count as
+    groups matching no incident)."""
+    opened_in_warmup = frozenset(n.group for n in notes if n.group is not None and warmup_end is not None
+                                 and n.at < warmup_end)
     notes = sorted((n for n in notes if warmup_end is None or n.at >= warmup_end),
                    key=lambda n: (n.at, n.rule, n.subject))
     incidents = [i for i in incidents if i["kind"] not in EXCLUDED_KINDS
@@ -218,10 +226,10 @@ def alert_figures(notes: Iterable[Sent], incidents: list[dict[str, Any]], rules:
         mine = [n for n in notes if n.rule == rule]
         pages = paging.get(rule) if paging is not None else (any(n.paging for n in mine) if mine else None)
         per_rule[rule] = {"targets": list(kinds), "paging": pages,
-                          **_figures(mine, [i for i in incidents if i["kind"] in kinds], match)}
+                          **_figures(mine, [i for i in incidents if i["kind"] in kinds], match, opened_in_warmup)}
     return {"rules": per_rule,
-            "all": _figures(notes, incidents, match),
-            "paging": _figures([n for n in notes if n.paging], incidents, match)}
+            "all": _figures(notes, incidents, match, opened_in_warmup),
+            "paging": _figures([n for n in notes if n.paging], incidents, match, opened_in_warmup)}
 
 
 # ---------------------------------------------------------------------------------------------
