@@ -24,7 +24,7 @@ TARGETS = ("duckdb", "postgres")
 HOUR = dt.timedelta(hours=1)
 
 TRENDS_HOURLY_COLUMNS = (
-    "hour_start, hour_end, dimension, dimension_value, n_errors, n_operations, error_rate, n_errors_prev_hour, "
+    "hour_start, hour_end, is_partial, dimension, dimension_value, n_errors, n_operations, error_rate, n_errors_prev_hour, "
     "change_vs_prev_hour, pct_change_vs_prev_hour, n_errors_week_ago, change_vs_week_ago, pct_change_vs_week_ago, "
     "baseline_24h, riser_score, riser_rank"
 )  # all but source_loaded_through: the build's bookkeeping, its own on each warehouse

@@ -132,6 +132,13 @@
 {%- endmacro %}
 
 
+{# 100 · x / y as double precision (a percent), NULL when y is 0 or NULL. The `pct_` columns hold
+   percents (an analyst reads pct_change = 50 as +50 %), the `*_rate` / `share_*` columns ratios. #}
+{% macro ops_trend_percent(x, y) -%}
+    (100.0 * cast({{ x }} as double precision) / nullif(cast({{ y }} as double precision), 0))
+{%- endmacro %}
+
+
 {# The event types counted as operations (var trend_operation_event_types), as a SQL list. #}
 {% macro ops_trend_operation_types_sql() -%}
     {%- set types = var('trend_operation_event_types', ['timer_fired', 'posting_attempt_started']) -%}

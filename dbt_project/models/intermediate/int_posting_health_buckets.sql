@@ -272,6 +272,10 @@ final as (
         grain,
         bucket_start,
         bucket_end,
+        {#- the bucket holding as_of is not over yet: bucket_end is clipped to the data -#}
+        case when grain = 'day' then {{ timestamp_add('bucket_start', 24, 'hour') }}
+             else {{ timestamp_add('bucket_start', 1, 'hour') }}
+        end > {{ as_of_timestamp() }} as is_partial,
         n_hours,
         n_created,
         n_posted,

@@ -55,6 +55,7 @@ current_state as (
 
     select
         job_name,
+        last_run_status_raw,
         last_run_status,
         consecutive_failures,
         last_success_at,
@@ -114,7 +115,36 @@ final as (
         rank() over (
             order by case when runs.n_runs > 0
                 then cast(runs.n_failed_runs as double precision) / runs.n_runs end desc nulls last
-        ) as run_failure_rank
+        ) as run_failure_rank,
+        {#- why the checklist's literal numbers are what they are, on the row itself: an analyst
+            meeting "failures 1, 100 %" beside hundreds of failed runs must not need the docs -#}
+        case
+            when current_state.job_name is null
+                then 'Not in the checklist''s result: the job has no job_heartbeats row (only the event log knows it).'
+            when checklist.n_heartbeat_rows is null
+                then 'Not in the checklist''s result: its one job_heartbeats row was last updated before the 7-day window.'
+            when coalesce(checklist.failures, 0) > 0
+                then 'failures = 1, failure_rate_pct = 100: the checklist counts job_heartbeats rows, and that table '
+                     || 'keeps one current row per job, so it says only that the latest run failed. '
+            when current_state.last_run_status = 'failure'
+                then 'failures = 0 although the latest run failed: the heartbeat says '''
+                     || current_state.last_run_status_raw || ''' (an older writer), which the checklist''s filter on ''failure'' misses. '
+            when coalesce(checklist.successes, 0) > 0
+                then 'failures = 0: the checklist reads the one current job_heartbeats row per job, and the latest run succeeded. '
+            else 'failures = 0: the latest heartbeat status is '''
+                 || coalesce(current_state.last_run_status_raw, 'NULL') || ''', neither failure nor success (counted in COUNT(*) only). '
+        end
+        || case
+            when current_state.job_name is null or checklist.n_heartbeat_rows is null then ''
+            else 'The real rate over the same 7 days, from the event log: ' || cast(coalesce(runs.n_failed_runs, 0) as varchar)
+                 || ' failed of ' || cast(coalesce(runs.n_runs, 0) as varchar) || ' runs (run_failure_rate).'
+        end
+        || case
+            when current_state.job_name is null or checklist.n_heartbeat_rows is null
+                then ' The event log: ' || cast(coalesce(runs.n_failed_runs, 0) as varchar)
+                     || ' failed of ' || cast(coalesce(runs.n_runs, 0) as varchar) || ' runs in the window (run_failure_rate).'
+            else ''
+        end as checklist_note
     from jobs
     left join checklist on checklist.job_name = jobs.job_name
     left join current_state on current_state.job_name = jobs.job_name

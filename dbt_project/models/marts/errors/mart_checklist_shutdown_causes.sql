@@ -24,7 +24,7 @@ days as (
 
 ),
 
-final as (
+summed as (
 
     select
         event_type,
@@ -42,6 +42,31 @@ final as (
         ) as shutdown_rank
     from days
     group by event_type, component
+
+),
+
+final as (
+
+    select
+        summed.*,
+        {#- why the checklist's literal count is what it is, on the row itself -#}
+        case
+            when shutdown_count > 0
+                then 'shutdown_count = ' || cast(shutdown_count as varchar)
+                     || ': the checklist counts, all time, every event whose type contains ''shutdown'' or ''block'' '
+                     || '(case-sensitive) or whose raw severity is ''critical''; here '
+                     || case when event_type like '%shutdown%' or event_type like '%block%'
+                             then 'the type matches.' else 'the raw severity is critical.' end
+            else 'shutdown_count = 0 (not in the checklist''s result): '
+                 || case when lower(event_type) like '%shutdown%' or lower(event_type) like '%block%'
+                         then 'the type contains shutdown / block only in another case, and the checklist''s LIKE is case-sensitive.'
+                         else 'the severity is critical only once normalised, and the checklist compares the raw value.' end
+        end
+        || ' The bot writes no shutdown event: ' || cast(n_in_shutdown_episodes as varchar) || ' of '
+        || cast(match_count_normalised as varchar)
+        || ' matching events (normalised) fell inside a detected shutdown (mart_shutdown_episodes; causes ranked in mart_shutdown_causes).'
+            as checklist_note
+    from summed
 
 )
 

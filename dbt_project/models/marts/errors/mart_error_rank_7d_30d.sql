@@ -130,7 +130,7 @@ final as (
         ) as error_rank,
         counted.n_errors_prev_window,
         counted.n_errors - counted.n_errors_prev_window as change_vs_prev_window,
-        {{ ops_trend_ratio('counted.n_errors - counted.n_errors_prev_window', 'counted.n_errors_prev_window') }}
+        {{ ops_trend_percent('counted.n_errors - counted.n_errors_prev_window', 'counted.n_errors_prev_window') }}
             as pct_change_vs_prev_window,
         coalesce(
             counted.n_errors - counted.n_errors_prev_window >= {{ min_increase }}

@@ -262,6 +262,8 @@ final as (
     select
         hour_start,
         {{ timestamp_add('hour_start', 1, 'hour') }} as hour_end,
+        {#- the hour holding as_of is not over: its counts still grow (rebuilt by the next run) #}
+        {{ timestamp_add('hour_start', 1, 'hour') }} > (select as_of from params) as is_partial,
         dimension,
         dimension_value,
         n_errors,
@@ -269,10 +271,10 @@ final as (
         {{ ops_trend_ratio('n_errors', 'n_operations') }} as error_rate,
         n_errors_prev_hour,
         n_errors - n_errors_prev_hour as change_vs_prev_hour,
-        {{ ops_trend_ratio('n_errors - n_errors_prev_hour', 'n_errors_prev_hour') }} as pct_change_vs_prev_hour,
+        {{ ops_trend_percent('n_errors - n_errors_prev_hour', 'n_errors_prev_hour') }} as pct_change_vs_prev_hour,
         n_errors_week_ago,
         n_errors - n_errors_week_ago as change_vs_week_ago,
-        {{ ops_trend_ratio('n_errors - n_errors_week_ago', 'n_errors_week_ago') }} as pct_change_vs_week_ago,
+        {{ ops_trend_percent('n_errors - n_errors_week_ago', 'n_errors_week_ago') }} as pct_change_vs_week_ago,
         baseline_24h,
         n_errors - baseline_24h as riser_score,
         case

@@ -117,8 +117,14 @@ final as (
         {{ ops_trend_ratio('lagged.n_errors', 'period_totals.n_operations') }} as error_rate,
         lagged.n_errors_prev_period,
         lagged.n_errors - lagged.n_errors_prev_period as change_vs_prev_period,
-        {{ ops_trend_ratio('lagged.n_errors - lagged.n_errors_prev_period', 'lagged.n_errors_prev_period') }}
-            as pct_change_vs_prev_period
+        {{ ops_trend_percent('lagged.n_errors - lagged.n_errors_prev_period', 'lagged.n_errors_prev_period') }}
+            as pct_change_vs_prev_period,
+        {#- the period holding as_of is not over yet (a period can only start before as_of) -#}
+        case lagged.grain
+            {%- for unit in ['day', 'week', 'month'] %}
+            when '{{ unit }}' then lagged.period_start >= {{ ops_trend_trunc_utc(unit, as_of_timestamp()) }}
+            {%- endfor %}
+        end as is_partial
     from compared as lagged
     inner join period_totals
         on lagged.grain = period_totals.grain

@@ -170,7 +170,7 @@ duration_percentiles as (
         job_name,
         period,
         start_n,
-        {%- for name, fraction in [('p50', '0.5'), ('p95', '0.95')] %}
+        {%- for name, fraction in [('p50', '0.5'), ('p90', '0.9'), ('p95', '0.95')] %}
         {{ ops_ranked_percentile('duration_minutes', 'next_duration_minutes', 'k', 'n', fraction) }}
             as duration_{{ name }}_minutes{{ ',' if not loop.last }}
         {%- endfor %}
@@ -223,6 +223,7 @@ filled as (
         ) as last_success_to_date,
         coalesce(period_stats.runs_with_duration, 0) as runs_with_duration,
         duration_percentiles.duration_p50_minutes,
+        duration_percentiles.duration_p90_minutes,
         duration_percentiles.duration_p95_minutes,
         period_stats.duration_max_minutes,
         coalesce(period_stats.slow_runs, 0) as slow_runs,
@@ -266,6 +267,8 @@ final as (
         bounded.period,
         cast(bounded.period_start as timestamp with time zone) as period_start,
         bounded.period_end,
+        {#- the day / week holding as_of is not over: period_end is as_of, counts still grow #}
+        {{ timestamp_add(epoch, '24 * (bounded.start_n + bounded.length_days)', 'hour') }} > params.as_of as is_partial,
         cast(bounded.runs as bigint) as runs,
         cast(bounded.successes as bigint) as successes,
         cast(bounded.failures as bigint) as failures,
@@ -279,6 +282,7 @@ final as (
         cast(coalesce(last_run.streak_at_run, 0) as bigint) as current_failure_streak,
         cast(bounded.runs_with_duration as bigint) as runs_with_duration,
         bounded.duration_p50_minutes,
+        bounded.duration_p90_minutes,
         bounded.duration_p95_minutes,
         bounded.duration_max_minutes,
         cast(bounded.slow_runs as bigint) as slow_runs,

@@ -20,6 +20,7 @@ final as (
     select
         bucket_start as day_start,
         bucket_end as day_end,
+        is_partial,
         n_hours,
         n_created,
         n_posted,

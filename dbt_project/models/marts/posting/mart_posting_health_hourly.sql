@@ -20,6 +20,7 @@ final as (
     select
         bucket_start as hour_start,
         bucket_end as hour_end,
+        is_partial,
         n_created,
         n_posted,
         n_failed,

@@ -165,7 +165,7 @@ final as (
         ) as template_rank,
         counted.n_events_prev_window,
         counted.n_events - counted.n_events_prev_window as change_vs_prev_window,
-        {{ ops_trend_ratio('counted.n_events - counted.n_events_prev_window', 'counted.n_events_prev_window') }}
+        {{ ops_trend_percent('counted.n_events - counted.n_events_prev_window', 'counted.n_events_prev_window') }}
             as pct_change_vs_prev_window,
         coalesce(
             counted.n_events - counted.n_events_prev_window >= {{ min_increase }}
