@@ -15,14 +15,11 @@
 
 {%- set window_days = var('corr_window_days', 30) | int %}
 {%- set max_gap_us = (var('corr_synonym_max_gap_seconds', 5) | float * 1000000) | int %}
+{#- the window's bounds as expressions, the same on every reference (no one-row CTE to join) -#}
+{%- set window_start = timestamp_add(as_of_timestamp(), -24 * window_days, 'hour') %}
+{%- set window_end = as_of_timestamp() %}
 
 with
-
-params as (
-
-    select {{ timestamp_add(as_of_timestamp(), -24 * window_days, 'hour') }} as window_start
-
-),
 
 families as (
 
@@ -36,8 +33,8 @@ classified as (
     select event_id, error_family, job_name, created_at
     from {{ ref('int_events_classified') }}
     where is_error
-      and created_at >= (select window_start from params)
-      and created_at <= {{ as_of_timestamp() }}
+      and created_at >= {{ window_start }}
+      and created_at <= {{ window_end }}
 
 ),
 
@@ -46,8 +43,8 @@ facts as (
 
     select event_id, decision_id
     from {{ ref('fct_system_events') }}
-    where created_at >= (select window_start from params)
-      and created_at <= {{ as_of_timestamp() }}
+    where created_at >= {{ window_start }}
+      and created_at <= {{ window_end }}
       and decision_id is not null
 
 ),
@@ -59,7 +56,7 @@ error_events as (
         classified.error_family,
         classified.job_name,
         facts.decision_id,
-        {{ ops_an_microseconds_between('(select window_start from params)', 'classified.created_at') }} as at_us
+        {{ ops_an_microseconds_between(window_start, 'classified.created_at') }} as at_us
     from classified
     inner join families on families.error_family = classified.error_family
     left join facts on facts.event_id = classified.event_id
@@ -98,9 +95,17 @@ keyed as (
 
 ),
 
-bucket_offsets as (
+-- each event looks for partners in its own bucket and the two adjacent ones (every event within
+-- the gap is there). Spelled as a union, not a cross join with the offsets, so that the bucket
+-- is part of the join key on PostgreSQL too: a busy job is never joined with itself whole
+probes as (
 
-    {{ ops_an_int_range(-1, 1, 'bucket_offset') }}
+    {% for bucket_offset in (-1, 0, 1) -%}
+    select event_id, error_family, key_type, key_value, at_us, time_bucket + ({{ bucket_offset }}) as probe_bucket
+    from keyed
+    {% if not loop.last %}union all
+    {% endif %}
+    {%- endfor %}
 
 ),
 
@@ -111,12 +116,11 @@ partnered as (
         a.error_family as family_a,
         b.error_family as family_b,
         a.event_id
-    from keyed as a
-    cross join bucket_offsets
+    from probes as a
     inner join keyed as b
         on b.key_type = a.key_type
        and b.key_value = a.key_value
-       and b.time_bucket = a.time_bucket + bucket_offsets.bucket_offset
+       and b.time_bucket = a.probe_bucket
     where b.error_family <> a.error_family
       and abs(b.at_us - a.at_us) <= {{ max_gap_us }}
 
