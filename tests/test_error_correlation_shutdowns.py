@@ -26,6 +26,7 @@ TOLERANCE = dt.timedelta(minutes=15)
 # every model this module covers, with the columns that order its rows deterministically
 MODELS = {
     "intermediate.int_corr_family_hour_diffs": "error_family, hour_index",
+    "intermediate.int_error_family_co_logging": "family_a, family_b",
     "intermediate.int_recovery_incidents": "subject_type, subject, started_at",
     "marts.mart_error_correlation": "family_a, family_b",
     "marts.mart_error_correlation_wide": "family_rank",
@@ -198,6 +199,36 @@ def test_synonym_pairs_are_flagged_and_never_lead(simulated_warehouses, kind):
     (dup_ranked,) = sw.query(kind, """
         select count(*) from marts.mart_error_correlation where is_folded_duplicate and cause_rank is not null""")
     assert dup_ranked == (0,)
+
+
+@pytest.mark.parametrize("kind", TARGETS)
+def test_synonym_pairs_are_caught_by_the_event_level_test(simulated_warehouses, kind):
+    """The two writers log one failure milliseconds apart on one decision: every event of each
+    synonym has its partner (shares 1.0 on the simulated month), so the co-logged test flags the
+    pair on its own, and the reason gives the shares. The injected cause precedes its effect by
+    about an hour: never co-logged, so the pair stays a cause."""
+    sw = simulated_warehouses
+    rows = {(a, b): rest for a, b, *rest in sw.query(kind, """
+        select family_a, family_b, synonym_test, co_logged_share_a, co_logged_share_b, synonym_reason
+        from marts.mart_error_correlation""")}
+    for a, b in KNOWN_SYNONYMS | {(b, a) for a, b in KNOWN_SYNONYMS}:
+        test, share_a, share_b, reason = rows[(a, b)]
+        assert test in ("co_logged", "hourly_and_co_logged"), (a, b, test)
+        assert share_a >= 0.9 and share_b >= 0.9, (a, b, share_a, share_b)
+        assert f"co-logged (same decision or job within 5 s) for {int(100 * share_a + 0.5)}% of {a} and " \
+               f"{int(100 * share_b + 0.5)}% of {b}" in reason, reason
+    # a co-logged synonym is one on both sides: each family's events mostly have a partner
+    flagged = [(a, b, r[1], r[2]) for (a, b), r in rows.items() if r[0] in ("co_logged", "hourly_and_co_logged")]
+    assert flagged and all(sa >= 0.9 and sb >= 0.9 for _, _, sa, sb in flagged), flagged
+    # the shares are those of the intermediate model (absent pair: 0)
+    co_logging = {(a, b): (sa, sb) for a, b, sa, sb in sw.query(kind, """
+        select family_a, family_b, co_logged_share_a, co_logged_share_b
+        from intermediate.int_error_family_co_logging""")}
+    assert all(co_logging.get(pair, (0.0, 0.0)) == pytest.approx(tuple(r[1:3])) for pair, r in rows.items())
+    (cause, effect), = {(error_family(i["details"]["cause"]), error_family(i["details"]["effect"]))
+                        for i in sw.incidents_of("cause_effect")}
+    test, share_a, share_b, _ = rows[(cause, effect)]
+    assert test is None and share_a < 0.05 and share_b < 0.05, (cause, effect, share_a, share_b)
 
 
 @pytest.mark.parametrize("kind", TARGETS)

@@ -18,7 +18,8 @@ RANK_COLUMNS = (
 )
 CORRELATION_COLUMNS = (
     "series_a, series_b, template_a, template_b, n_hours, n_hours_a, n_hours_b, n_hours_both, support, lift, "
-    "npmi, pearson_diff_r, best_lag_hours, best_lag_r, a_leads_b, corr_rank, lead_rank"
+    "npmi, pearson_diff_r, best_lag_hours, best_lag_r, n_lag_points, n_effective, fisher_z, p_value, q_value, "
+    "a_leads_b, corr_rank, lead_rank"
 )
 SERIES_COLUMNS = "series_key, hour_index, hour_start, n_events, diff_events"
 
@@ -138,3 +139,26 @@ def test_template_series_cover_the_window_densely(simulated_warehouses):
     assert n_rows == n_series * n_hours
     n_pairs = sw.query("duckdb", "select count(*) from marts.mart_template_correlation")[0][0]
     assert n_pairs == n_series * (n_series - 1)
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_template_pairs_lead_only_when_significant(simulated_warehouses, kind):
+    """a_leads_b needs the same significance as the family matrix (ops_corr_significance): a q
+    below 0.05 after Benjamini–Hochberg, not just a positive best lag (half the pairs by chance)."""
+    sw = simulated_warehouses
+    n_positive_lag, n_leads, n_bad, n_ranked = sw.query(kind, """
+        select
+            count(case when best_lag_hours > 0 then 1 end),
+            count(case when a_leads_b then 1 end),
+            count(case when a_leads_b and not (q_value < 0.05 and best_lag_hours > 0 and best_lag_r > 0) then 1 end),
+            count(lead_rank)
+        from marts.mart_template_correlation""")[0]
+    assert n_bad == 0
+    assert 0 < n_leads < n_positive_lag / 4, (n_leads, n_positive_lag)
+    assert n_ranked == n_leads
+    # both directions of a pair carry the same p and q
+    (n_asymmetric,) = sw.query(kind, """
+        select count(*) from marts.mart_template_correlation a
+        join marts.mart_template_correlation b on b.series_a = a.series_b and b.series_b = a.series_a
+        where a.q_value is distinct from b.q_value or a.p_value is distinct from b.p_value""")[0]
+    assert n_asymmetric == 0

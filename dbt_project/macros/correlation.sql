@@ -9,7 +9,9 @@
     differences at lag 0 and at every lag in −max_lag…+max_lag hours, where lag k correlates
     A(t) with B(t + k): k > 0 means A leads B by k hours. The correlations are computed once per
     unordered pair (series_a < series_b) and mirrored (B→A at lag −k has the same r).
-    Used by mart_error_correlation (error families) and mart_template_correlation (templates).
+    Whether A leads B is not decided here: that needs the significance test of
+    ops_corr_significance (below). Used by mart_error_correlation (error families) and
+    mart_template_correlation (templates).
 -#}
 {% macro ops_corr_matrix(series_relation, key_column='series_key') -%}
 
@@ -174,7 +176,10 @@ measured as (
         ordered.pearson_diff_r,
         ordered.best_lag_hours,
         ordered.best_lag_r,
-        coalesce(ordered.best_lag_hours > 0, false) as a_leads_b
+        -- points of the lagged series: first differences start at the spine's second hour
+        case when ordered.best_lag_hours is not null
+            then spine_size.n_hours - 1 - abs(ordered.best_lag_hours)
+        end as n_lag_points
     from ordered
     cross join spine_size
     inner join series_hours as fa on fa.series_key = ordered.series_a
@@ -190,17 +195,152 @@ final as (
             rank() over (
                 order by case when best_lag_r is null then 1 else 0 end, best_lag_r desc
             )
-        end as corr_rank,
-        case when a_leads_b then
-            rank() over (
-                partition by a_leads_b
-                order by best_lag_r desc
-            )
-        end as lead_rank
+        end as corr_rank
     from measured
 
 )
 
 select * from final
 
+{%- endmacro %}
+
+
+{#-
+    Significance of the best lag of each unordered pair of a correlation matrix: one row per pair
+    (series_a < series_b) with a defined best_lag_r — series_a, series_b, n_effective, fisher_z,
+    p_value, q_value. Shared by mart_error_correlation and mart_template_correlation.
+
+    pairs: a relation or CTE with the columns of ops_corr_matrix (series_a, series_b, best_lag_r,
+    n_lag_points); series_relation / key_column: the hourly series the matrix was computed from
+    (for the autocorrelation); fdr_exclude_column: a boolean column of `pairs` whose true rows
+    get a p but stay out of the Benjamini–Hochberg family (q NULL), e.g. synonym pairs.
+
+    - n_effective: n_lag_points / max(1, 1 + 2·ρA(1)·ρB(1)) — Bartlett: autocorrelated series
+      make r vary more than 1/n (the lag-1 autocorrelation of first differences is about −0.5);
+    - fisher_z = atanh(best_lag_r)·√(n_effective − 3); untested when n_effective ≤ 3;
+    - p_value: one-sided normal tail × (2·corr_max_lag_hours + 1), Bonferroni for the lags searched;
+    - q_value: Benjamini–Hochberg across the tested pairs (not excluded).
+-#}
+{% macro ops_corr_significance(pairs, series_relation, key_column='series_key', fdr_exclude_column=none) -%}
+
+{%- set max_lag = var('corr_max_lag_hours', 6) | int %}
+
+with
+
+series_diffs as (
+
+    select {{ key_column }} as series_key, hour_index, diff_events
+    from {{ series_relation }}
+    where diff_events is not null
+
+),
+
+autocorrelation as (
+
+    select
+        a.series_key,
+        {{ ops_an_pearson('count(*)', 'sum(a.diff_events)', 'sum(b.diff_events)',
+                          'sum(a.diff_events * b.diff_events)', 'sum(a.diff_events * a.diff_events)',
+                          'sum(b.diff_events * b.diff_events)') }} as lag1_r
+    from series_diffs as a
+    inner join series_diffs as b
+        on b.series_key = a.series_key
+       and b.hour_index = a.hour_index + 1
+    group by a.series_key
+
+),
+
+effective as (
+
+    select
+        pairs.series_a,
+        pairs.series_b,
+        pairs.best_lag_r,
+        {% if fdr_exclude_column %}coalesce(pairs.{{ fdr_exclude_column }}, false){% else %}false{% endif %} as is_fdr_excluded,
+        cast(pairs.n_lag_points as double precision)
+            / greatest(1.0, 1.0 + 2.0 * coalesce(ac_a.lag1_r, 0.0) * coalesce(ac_b.lag1_r, 0.0))
+            as n_effective
+    from {{ pairs }} as pairs
+    left join autocorrelation as ac_a on ac_a.series_key = pairs.series_a
+    left join autocorrelation as ac_b on ac_b.series_key = pairs.series_b
+    where pairs.series_a < pairs.series_b
+      and pairs.best_lag_r is not null
+
+),
+
+tested as (
+
+    select
+        series_a,
+        series_b,
+        is_fdr_excluded,
+        n_effective,
+        {{ ops_an_fisher_z('best_lag_r') }} * sqrt(n_effective - 3.0) as fisher_z
+    from effective
+    where n_effective > 3
+
+),
+
+p_values as (
+
+    select
+        series_a,
+        series_b,
+        is_fdr_excluded,
+        n_effective,
+        fisher_z,
+        least(1.0, {{ 2 * max_lag + 1 }} * {{ ops_an_normal_upper_tail('fisher_z') }}) as p_value
+    from tested
+
+),
+
+bh_ranked as (
+
+    select
+        series_a,
+        series_b,
+        p_value,
+        count(*) over () as n_tests,
+        row_number() over (order by p_value, series_a, series_b) as p_rank
+    from p_values
+    where not is_fdr_excluded
+
+),
+
+q_values as (
+
+    select
+        series_a,
+        series_b,
+        least(1.0, min(p_value * n_tests / p_rank) over (
+            order by p_rank desc rows between unbounded preceding and current row
+        )) as q_value
+    from bh_ranked
+
+)
+
+select
+    p_values.series_a,
+    p_values.series_b,
+    p_values.n_effective,
+    p_values.fisher_z,
+    p_values.p_value,
+    q_values.q_value
+from p_values
+left join q_values
+    on q_values.series_a = p_values.series_a
+   and q_values.series_b = p_values.series_b
+
+{%- endmacro %}
+
+
+{#- A's changes are followed by B's, significantly: a positive best lag with a positive r and a
+    Benjamini–Hochberg q below var('corr_alpha', 0.05) (false when q is NULL). -#}
+{% macro ops_corr_a_leads_b(best_lag_hours, best_lag_r, q_value) -%}
+    coalesce(
+        {{ best_lag_hours }} > 0
+        and {{ best_lag_r }} > 0
+        and {{ q_value }} < {{ var('corr_alpha', 0.05) }},
+        false
+    )
 {%- endmacro %}

@@ -3,22 +3,30 @@
     hourly series of int_corr_family_hour_diffs (the last var('corr_window_days') days). The
     measures are those of the macro ops_corr_matrix (macros/correlation.sql); on top of them:
 
-    - synonyms: pairs that are the same failure logged twice (NPMI ≥ corr_synonym_min_npmi and
-      lag-0 r of the hourly changes ≥ corr_synonym_min_r: same hours, same counts) are flagged,
-      and every family is folded onto its synonym group's representative (most active hours, then
-      name), so a pair repeated through a synonym (X → post_failure beside X → post_failed) is
-      marked as a duplicate instead of taking a second rank;
-    - significance of the best lag: Fisher z of best_lag_r with n = the hourly points at that lag
-      deflated for the series' lag-1 autocorrelation (Bartlett), one-sided p, Bonferroni over the 2·max_lag + 1 lags searched, Benjamini–Hochberg q across
-      the unordered non-synonym pairs; a_leads_b only when q < corr_alpha and the lag is positive;
+    - synonyms: pairs that are the same failure logged twice are flagged, by either of two tests:
+      hourly (NPMI ≥ corr_synonym_min_npmi and lag-0 r of the hourly changes ≥ corr_synonym_min_r:
+      same hours, same counts) or event-level (int_error_family_co_logging: at least
+      corr_synonym_min_co_logged_share of each family's events have a partner of the other on the
+      same decision or job within corr_synonym_max_gap_seconds). Every family is folded onto its
+      synonym group's representative (most active hours, then name), so a pair repeated through
+      a synonym (X → post_failure beside X → post_failed) is marked as a duplicate instead of
+      taking a second rank;
+    - significance of the best lag (macro ops_corr_significance, shared with
+      mart_template_correlation): Fisher z of best_lag_r with n = the hourly points at that lag
+      deflated for the series' lag-1 autocorrelation (Bartlett), one-sided p, Bonferroni over the
+      2·max_lag + 1 lags searched, Benjamini–Hochberg q across the unordered non-synonym pairs;
+      a_leads_b only when q < corr_alpha and the lag is positive;
     - cause_rank: the leading pairs (a_leads_b) that are neither synonyms nor duplicates, by
       best_lag_r (no ties).
 -#}
 
-{%- set max_lag = var('corr_max_lag_hours', 6) | int %}
 {%- set min_npmi = var('corr_synonym_min_npmi', 0.98) %}
 {%- set min_r = var('corr_synonym_min_r', 0.98) %}
-{%- set alpha = var('corr_alpha', 0.05) %}
+{%- set min_share = var('corr_synonym_min_co_logged_share', 0.9) %}
+{%- set max_gap_seconds = var('corr_synonym_max_gap_seconds', 5) %}
+{#- the co-logged shares as whole percentages in text (half up: the same on both targets) -#}
+{%- set percent_a = 'cast(cast(floor(flagged.co_logged_share_a * 100 + 0.5) as bigint) as ' ~ dbt.type_string() ~ ')' %}
+{%- set percent_b = 'cast(cast(floor(flagged.co_logged_share_b * 100 + 0.5) as bigint) as ' ~ dbt.type_string() ~ ')' %}
 
 with
 
@@ -28,14 +36,37 @@ matrix as (
 
 ),
 
+co_logging as (
+
+    select * from {{ ref('int_error_family_co_logging') }}
+
+),
+
 flagged as (
 
     select
         matrix.*,
-        coalesce(npmi >= {{ min_npmi }} and pearson_diff_r >= {{ min_r }}, false) as is_synonym_pair,
-        -- points of the lagged series: first differences start at the spine's second hour
-        case when best_lag_hours is not null then n_hours - 1 - abs(best_lag_hours) end as n_lag_points
+        coalesce(co_logging.co_logged_share_a, 0.0) as co_logged_share_a,
+        coalesce(co_logging.co_logged_share_b, 0.0) as co_logged_share_b,
+        coalesce(matrix.npmi >= {{ min_npmi }} and matrix.pearson_diff_r >= {{ min_r }}, false) as is_hourly_synonym,
+        -- both families' events mostly come in pairs: one failure, two writers
+        coalesce(
+            co_logging.co_logged_share_a >= {{ min_share }} and co_logging.co_logged_share_b >= {{ min_share }},
+            false
+        ) as is_co_logged_synonym
     from matrix
+    left join co_logging
+        on co_logging.family_a = matrix.series_a
+       and co_logging.family_b = matrix.series_b
+
+),
+
+synonym_tested as (
+
+    select
+        flagged.*,
+        is_hourly_synonym or is_co_logged_synonym as is_synonym_pair
+    from flagged
 
 ),
 
@@ -53,10 +84,10 @@ folded_family as (
             ) as pick
         from (
             select series_a as family, series_a as partner, n_hours_a as partner_hours
-            from flagged
+            from synonym_tested
             union
             select series_a as family, series_b as partner, n_hours_b as partner_hours
-            from flagged
+            from synonym_tested
             where is_synonym_pair
         ) candidates
     ) ranked
@@ -64,103 +95,12 @@ folded_family as (
 
 ),
 
--- lag-1 autocorrelation of each family's hourly changes (differencing makes it about −0.5)
-autocorrelation as (
-
-    select
-        a.error_family,
-        {{ ops_an_pearson('count(*)', 'sum(a.diff_events)', 'sum(b.diff_events)',
-                          'sum(a.diff_events * b.diff_events)', 'sum(a.diff_events * a.diff_events)',
-                          'sum(b.diff_events * b.diff_events)') }} as lag1_r
-    from {{ ref('int_corr_family_hour_diffs') }} as a
-    inner join {{ ref('int_corr_family_hour_diffs') }} as b
-        on b.error_family = a.error_family
-       and b.hour_index = a.hour_index + 1
-    where a.diff_events is not null
-      and b.diff_events is not null
-    group by a.error_family
-
-),
-
--- Bartlett: autocorrelated series make r vary more than 1/n; n_effective = n / (1 + 2·ρa(1)·ρb(1)),
--- never above n
-effective as (
-
-    select
-        flagged.series_a,
-        flagged.series_b,
-        flagged.best_lag_r,
-        cast(flagged.n_lag_points as double precision)
-            / greatest(1.0, 1.0 + 2.0 * coalesce(ac_a.lag1_r, 0.0) * coalesce(ac_b.lag1_r, 0.0))
-            as n_effective
-    from flagged
-    left join autocorrelation as ac_a on ac_a.error_family = flagged.series_a
-    left join autocorrelation as ac_b on ac_b.error_family = flagged.series_b
-    where flagged.series_a < flagged.series_b
-      and flagged.best_lag_r is not null
-
-),
-
-tested as (
-
-    select
-        series_a,
-        series_b,
-        n_effective,
-        {{ ops_an_fisher_z('best_lag_r') }} * sqrt(n_effective - 3.0) as fisher_z
-    from effective
-    where n_effective > 3
-
-),
-
-p_values as (
-
-    select
-        series_a,
-        series_b,
-        n_effective,
-        fisher_z,
-        least(1.0, {{ 2 * max_lag + 1 }} * {{ ops_an_normal_upper_tail('fisher_z') }}) as p_value
-    from tested
-
-),
-
--- Benjamini–Hochberg over the unordered pairs that are not synonyms
-bh_ranked as (
-
-    select
-        p_values.series_a,
-        p_values.series_b,
-        p_values.p_value,
-        count(*) over () as n_tests,
-        row_number() over (order by p_values.p_value, p_values.series_a, p_values.series_b) as p_rank
-    from p_values
-    inner join flagged
-        on flagged.series_a = p_values.series_a
-       and flagged.series_b = p_values.series_b
-    where not flagged.is_synonym_pair
-
-),
-
-q_values as (
-
-    select
-        series_a,
-        series_b,
-        least(1.0, min(p_value * n_tests / p_rank) over (
-            order by p_rank desc rows between unbounded preceding and current row
-        )) as q_value
-    from bh_ranked
-
-),
-
+-- Fisher z with the autocorrelation-deflated n, Bonferroni over the lags, Benjamini–Hochberg
+-- across the unordered pairs that are not synonyms (macros/correlation.sql)
 significance as (
 
-    select p_values.series_a, p_values.series_b, p_values.n_effective, p_values.fisher_z, p_values.p_value, q_values.q_value
-    from p_values
-    left join q_values
-        on q_values.series_a = p_values.series_a
-       and q_values.series_b = p_values.series_b
+    {{ ops_corr_significance('synonym_tested', ref('int_corr_family_hour_diffs'),
+                             key_column='error_family', fdr_exclude_column='is_synonym_pair') }}
 
 ),
 
@@ -184,24 +124,35 @@ measured as (
         significance.fisher_z,
         significance.p_value,
         significance.q_value,
-        coalesce(
-            flagged.best_lag_hours > 0
-            and flagged.best_lag_r > 0
-            and significance.q_value < {{ alpha }}
-            and not flagged.is_synonym_pair,
-            false
-        ) as a_leads_b,
+        {{ ops_corr_a_leads_b('flagged.best_lag_hours', 'flagged.best_lag_r', 'significance.q_value') }}
+            and not flagged.is_synonym_pair as a_leads_b,
         flagged.is_synonym_pair,
-        case when flagged.is_synonym_pair
-            then 'same failure logged twice: NPMI >= {{ min_npmi }} and lag-0 r of the hourly changes >= {{ min_r }}'
+        case
+            when flagged.is_hourly_synonym and flagged.is_co_logged_synonym then 'hourly_and_co_logged'
+            when flagged.is_hourly_synonym then 'hourly'
+            when flagged.is_co_logged_synonym then 'co_logged'
+        end as synonym_test,
+        case when flagged.is_synonym_pair then
+            'same failure logged twice: '
+            || case when flagged.is_co_logged_synonym then
+                   'co-logged (same decision or job within {{ max_gap_seconds }} s) for '
+                   || {{ percent_a }} || '% of ' || flagged.series_a || ' and '
+                   || {{ percent_b }} || '% of ' || flagged.series_b
+               else '' end
+            || case when flagged.is_co_logged_synonym and flagged.is_hourly_synonym then '; ' else '' end
+            || case when flagged.is_hourly_synonym then
+                   'NPMI >= {{ min_npmi }} and lag-0 r of the hourly changes >= {{ min_r }}'
+               else '' end
         end as synonym_reason,
+        flagged.co_logged_share_a,
+        flagged.co_logged_share_b,
         fold_a.representative as family_a_folded,
         fold_b.representative as family_b_folded,
         not flagged.is_synonym_pair
             and (fold_a.representative <> flagged.series_a or fold_b.representative <> flagged.series_b)
             as is_folded_duplicate,
         flagged.corr_rank
-    from flagged
+    from synonym_tested as flagged
     inner join folded_family as fold_a on fold_a.family = flagged.series_a
     inner join folded_family as fold_b on fold_b.family = flagged.series_b
     left join significance
@@ -247,7 +198,10 @@ select
     q_value,
     a_leads_b,
     is_synonym_pair,
+    synonym_test,
     synonym_reason,
+    co_logged_share_a,
+    co_logged_share_b,
     family_a_folded,
     family_b_folded,
     is_folded_duplicate,
