@@ -169,13 +169,35 @@ def test_the_injected_cause_effect_pair_is_the_first_cause(simulated_warehouses,
     bad = sw.query(kind, """
         select family_a, family_b from marts.mart_error_correlation
         where cause_rank is not null
-          and (not a_leads_b or is_synonym_pair or is_folded_duplicate or q_value >= 0.05
-               or best_lag_hours <= 0)""")
+          and (not a_leads_b or is_synonym_pair or is_folded_duplicate or is_via_wider_family
+               or q_value >= 0.05 or best_lag_hours <= 0)""")
     assert bad == []
     (n, n_distinct), = sw.query(kind, """
         select count(cause_rank), count(distinct cause_rank) from marts.mart_error_correlation""")
     assert n == n_distinct > 0
 
+
+
+@pytest.mark.parametrize("kind", TARGETS)
+def test_a_lead_through_a_wider_family_repeats_the_narrower_one(simulated_warehouses, kind):
+    """posting_attempt_failed logs every post_failed and reply_failed besides its own (co-logged
+    one way only: no synonym). The cause's lead to it is the cause → post_failed finding again:
+    flagged, naming the narrower family, and it takes no cause_rank (it took rank 2 before)."""
+    sw = simulated_warehouses
+    (cause, effect), = {(error_family(i["details"]["cause"]), error_family(i["details"]["effect"]))
+                        for i in sw.incidents_of("cause_effect")}
+    (row,) = sw.query(kind, f"""
+        select a_leads_b, is_synonym_pair, is_via_wider_family, via_narrower_family, cause_rank,
+               co_logged_share_b
+        from marts.mart_error_correlation
+        where family_a = '{cause}' and family_b = 'posting_attempt_failed'""")
+    leads, synonym, via_wider, narrower, rank, share_of_wider = row
+    assert leads is True and synonym is False and share_of_wider < 0.9, row
+    effect_names = {effect} | {b for a, b in KNOWN_SYNONYMS if a == effect} | {a for a, b in KNOWN_SYNONYMS if b == effect}
+    assert via_wider is True and narrower in effect_names and rank is None, row
+    (ranked_wider,) = sw.query(kind, """
+        select count(*) from marts.mart_error_correlation where is_via_wider_family and cause_rank is not null""")
+    assert ranked_wider == (0,)
 
 # the same failure written by two writers: the posting queue's POST_FAILED / REPLY_FAILED and the
 # error tracker's error_post_failure / error_reply_failure (simulator posting.py)

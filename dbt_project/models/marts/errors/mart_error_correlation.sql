@@ -16,8 +16,13 @@
       deflated for the series' lag-1 autocorrelation (Bartlett), one-sided p, Bonferroni over the
       2·max_lag + 1 lags searched, Benjamini–Hochberg q across the unordered non-synonym pairs;
       a_leads_b only when q < corr_alpha and the lag is positive;
-    - cause_rank: the leading pairs (a_leads_b) that are neither synonyms nor duplicates, by
-      best_lag_r (no ties).
+    - wider families: a family that logs (nearly) every event of another one besides its own
+      (posting_attempt_failed holds each post_failed: ≥ corr_synonym_min_co_logged_share of the
+      narrower family's events co-logged, but not the other way round) repeats the narrower
+      family's leads. A lead X → wider (or wider → X) is flagged is_via_wider_family when
+      X → narrower (narrower → X) leads at least as strongly: it is the same finding again;
+    - cause_rank: the leading pairs (a_leads_b) that are neither synonyms nor duplicates (through
+      a synonym or a wider family), by best_lag_r (no ties).
 -#}
 
 {%- set min_npmi = var('corr_synonym_min_npmi', 0.98) %}
@@ -161,20 +166,72 @@ measured as (
 
 ),
 
-final as (
+-- (narrower, wider): the narrower family's events are nearly all logged with the wider one's
+wider_family as (
+
+    select series_a as narrower_family, series_b as wider_family
+    from synonym_tested
+    where co_logged_share_a >= {{ min_share }}
+      and not is_synonym_pair
+
+),
+
+-- a lead through a wider family that a lead of its narrower family explains at least as well
+via_wider as (
+
+    select pair.family_a, pair.family_b, min(narrower.family_b) as narrower_family
+    from measured as pair
+    inner join wider_family on wider_family.wider_family = pair.family_b
+    inner join measured as narrower
+        on narrower.family_a = pair.family_a
+       and narrower.family_b = wider_family.narrower_family
+    where pair.a_leads_b and narrower.a_leads_b and narrower.best_lag_r >= pair.best_lag_r
+    group by pair.family_a, pair.family_b
+
+    union all
+
+    select pair.family_a, pair.family_b, min(narrower.family_a) as narrower_family
+    from measured as pair
+    inner join wider_family on wider_family.wider_family = pair.family_a
+    inner join measured as narrower
+        on narrower.family_b = pair.family_b
+       and narrower.family_a = wider_family.narrower_family
+    where pair.a_leads_b and narrower.a_leads_b and narrower.best_lag_r >= pair.best_lag_r
+    group by pair.family_a, pair.family_b
+
+),
+
+with_wider as (
 
     select
         measured.*,
+        via_wider.narrower_family is not null as is_via_wider_family,
+        via_wider.narrower_family as via_narrower_family
+    from measured
+    left join (
+        select family_a, family_b, min(narrower_family) as narrower_family
+        from via_wider
+        group by family_a, family_b
+    ) as via_wider
+        on via_wider.family_a = measured.family_a
+       and via_wider.family_b = measured.family_b
+
+),
+
+final as (
+
+    select
+        with_wider.*,
         case when a_leads_b then
             rank() over (partition by a_leads_b order by best_lag_r desc)
         end as lead_rank,
-        case when a_leads_b and not is_folded_duplicate then
+        case when a_leads_b and not is_folded_duplicate and not is_via_wider_family then
             row_number() over (
-                partition by a_leads_b and not is_folded_duplicate
+                partition by a_leads_b and not is_folded_duplicate and not is_via_wider_family
                 order by best_lag_r desc, q_value, family_a, family_b
             )
         end as cause_rank
-    from measured
+    from with_wider
 
 )
 
@@ -205,6 +262,8 @@ select
     family_a_folded,
     family_b_folded,
     is_folded_duplicate,
+    is_via_wider_family,
+    via_narrower_family,
     corr_rank,
     lead_rank,
     cause_rank
