@@ -325,9 +325,11 @@ def test_compose_stack_without_docker(pg_databases, tmp_path):
                     environment("simulator", OPS_DEMO_HISTORY_DAYS="1", OPS_DEMO_RATE="5"))
         code_cmd = localize(service_command("code"), host="127.0.0.1", port=code_port)
         # the operator's rules file, set the way a deployment sets it: a day of this calm history fires
-        # only digest rules (sent at 08:00 UTC), so one of them pages here to see a delivery
+        # only digest rules (sent at 08:00 UTC), so one of them pages here to see a delivery — at
+        # "> 0": the simulated bot's quiet night hours can log 10 errors or fewer (a run at 01:59 UTC
+        # paged nothing at the checklist's "> 10")
         rules_file = tmp_path / "rules.yml"
-        rules_file.write_text("builtin_overrides:\n  errors_per_hour:\n    delivery: page\n")
+        rules_file.write_text('builtin_overrides:\n  errors_per_hour:\n    condition: "> 0"\n    delivery: page\n')
         stack.start("code", code_cmd, environment("code", OPS_EXTRACT_CRON="* * * * *",
                                                   OPS_ALERT_RULES_FILE=str(rules_file)))
         wait_for("the simulator's history", lambda: "history in place; following" in stack.logs["simulator"].read_text(),
