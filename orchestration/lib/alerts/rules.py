@@ -261,6 +261,18 @@ def _scalar(ctx: _Ctx, node: Node, what: str) -> Any:
     return _value(node)
 
 
+def _positive_duration(ctx: _Ctx, node: Node, what: str) -> timedelta:
+    """A duration field of the rules file ("30m", "2h"), positive; errors name the line."""
+    raw = _scalar(ctx, node, what)
+    try:
+        d = parse_duration(raw)
+    except ValueError as exc:
+        raise ctx.error(node, f"{what}: {exc}") from None
+    if d <= timedelta(0):
+        raise ctx.error(node, f"{what} must be positive, got {raw!r}")
+    return d
+
+
 def _str_list(ctx: _Ctx, node: Node, what: str) -> tuple[str, ...]:
     if isinstance(node, ScalarNode):
         return (str(_value(node)),)
@@ -351,15 +363,7 @@ def _grouping(ctx: _Ctx, node: Node) -> Grouping:
             raise ctx.error(node_by, "grouping.by: a label is named twice")
         out["by"] = by
     if "window" in fields:
-        node_window = fields["window"][1]
-        raw = _scalar(ctx, node_window, "grouping.window")
-        try:
-            window = parse_duration(raw)
-        except ValueError as exc:
-            raise ctx.error(node_window, f"grouping.window: {exc}") from None
-        if window <= timedelta(0):
-            raise ctx.error(node_window, f"grouping.window must be positive, got {raw!r}")
-        out["window"] = window
+        out["window"] = _positive_duration(ctx, fields["window"][1], "grouping.window")
     if "enabled" in fields:
         enabled = _scalar(ctx, fields["enabled"][1], "grouping.enabled")
         if not isinstance(enabled, bool):
@@ -496,14 +500,7 @@ def _apply_fields(ctx: _Ctx, node: Node, pairs: list[tuple[ScalarNode, Node]], a
         if key == "condition":
             out["condition"] = _condition(ctx, v, f"{what}.condition")
         elif key in ("window", "repeat_interval"):
-            raw = _scalar(ctx, v, f"{what}.{key}")
-            try:
-                d = parse_duration(raw)
-            except ValueError as exc:
-                raise ctx.error(v, f"{what}.{key}: {exc}") from None
-            if d <= timedelta(0):
-                raise ctx.error(v, f"{what}.{key} must be positive, got {raw!r}")
-            out[key] = d
+            out[key] = _positive_duration(ctx, v, f"{what}.{key}")
         elif key == "severity":
             sev = str(_scalar(ctx, v, f"{what}.severity"))
             if sev not in SEVERITIES:
