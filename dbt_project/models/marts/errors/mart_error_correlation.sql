@@ -176,26 +176,19 @@ wider_family as (
 
 ),
 
--- a lead through a wider family that a lead of its narrower family explains at least as well
+-- a lead through a wider family (on either side) that the same lead through its narrower
+-- family explains at least as well
 via_wider as (
 
-    select pair.family_a, pair.family_b, min(narrower.family_b) as narrower_family
+    select pair.family_a, pair.family_b, min(wider_family.narrower_family) as narrower_family
     from measured as pair
-    inner join wider_family on wider_family.wider_family = pair.family_b
+    inner join wider_family
+        on wider_family.wider_family in (pair.family_a, pair.family_b)
     inner join measured as narrower
-        on narrower.family_a = pair.family_a
-       and narrower.family_b = wider_family.narrower_family
-    where pair.a_leads_b and narrower.a_leads_b and narrower.best_lag_r >= pair.best_lag_r
-    group by pair.family_a, pair.family_b
-
-    union all
-
-    select pair.family_a, pair.family_b, min(narrower.family_a) as narrower_family
-    from measured as pair
-    inner join wider_family on wider_family.wider_family = pair.family_a
-    inner join measured as narrower
-        on narrower.family_b = pair.family_b
-       and narrower.family_a = wider_family.narrower_family
+        on narrower.family_a = case when wider_family.wider_family = pair.family_a
+                                    then wider_family.narrower_family else pair.family_a end
+       and narrower.family_b = case when wider_family.wider_family = pair.family_b
+                                    then wider_family.narrower_family else pair.family_b end
     where pair.a_leads_b and narrower.a_leads_b and narrower.best_lag_r >= pair.best_lag_r
     group by pair.family_a, pair.family_b
 
@@ -208,11 +201,7 @@ with_wider as (
         via_wider.narrower_family is not null as is_via_wider_family,
         via_wider.narrower_family as via_narrower_family
     from measured
-    left join (
-        select family_a, family_b, min(narrower_family) as narrower_family
-        from via_wider
-        group by family_a, family_b
-    ) as via_wider
+    left join via_wider
         on via_wider.family_a = measured.family_a
        and via_wider.family_b = measured.family_b
 
