@@ -13,7 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 from orchestration.defs.extract.assets import ExtractConfig
 from orchestration.defs.transform.dbt_assets import dbt_build_args
 from orchestration.lib.cli import main
-from orchestration.lib.dbt_env import dbt_env, dbt_target
+from orchestration.lib.dbt_env import dbt_env, dbt_environ, dbt_target
 from orchestration.lib.settings import Location
 
 
@@ -92,6 +92,21 @@ def test_dbt_gets_the_warehouse_from_the_one_setting(tmp_path):
     duck = Location.parse(str(tmp_path / "w.duckdb"))
     assert dbt_target(duck) == "duckdb"
     assert dbt_env(duck) == {"OPS_WAREHOUSE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
+
+
+def test_dbt_environment_is_set_for_the_dbt_process_only(monkeypatch):
+    """Left in os.environ, the PGOPTIONS of one dbt run would trail the options of every later
+    session of the process and override its timeouts (seen as a 30 min statement_timeout)."""
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    monkeypatch.setenv("OPS_WAREHOUSE_PG_HOST", "earlier")
+    pg = Location.parse("postgresql://wh@warehouse:6543/ops")
+    with dbt_environ(pg):
+        assert os.environ["PGOPTIONS"] == "-c statement_timeout=1800000 -c lock_timeout=60000"
+        assert os.environ["OPS_WAREHOUSE_PG_HOST"] == "warehouse"
+    assert "PGOPTIONS" not in os.environ and os.environ["OPS_WAREHOUSE_PG_HOST"] == "earlier"
+    monkeypatch.setenv("OPS_PG_STATEMENT_TIMEOUT_SECONDS", "2.5")
+    assert pg.session_params()["options"].startswith("-c statement_timeout=2500 ")
+    assert "1800000" not in pg.session_params()["options"]
 
 
 def test_dbt_gets_tls_sockets_options_and_the_rest():

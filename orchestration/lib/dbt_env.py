@@ -15,6 +15,8 @@ never dropped.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 from psycopg import pq
 
@@ -56,3 +58,21 @@ def dbt_env(warehouse: Location) -> dict[str, str]:
                              f"(PGSERVICEFILE) named by service=")
         env[libpq_env[key]] = value
     return env
+
+
+@contextmanager
+def dbt_environ(warehouse: Location) -> Iterator[None]:
+    """os.environ with ``dbt_env(warehouse)`` for the block only (dagster-dbt copies os.environ
+    when it starts dbt), restored after: left in place, the PGOPTIONS it sets would trail every
+    later session's own options in this process and override their timeouts."""
+    env = dbt_env(warehouse)
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

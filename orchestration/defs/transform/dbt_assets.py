@@ -8,7 +8,6 @@ fct_system_events → mart_error_templates → the template marts.
 """
 
 
-import os
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from orchestration.defs.resources import OpsLocations
 from orchestration.lib import settings
 from orchestration.lib.build import (AFTER_TEMPLATES_SELECTOR, dbt_build_args, dbt_executable, publish_partial_parse,
                                      time_floor_var)
-from orchestration.lib.dbt_env import dbt_env, dbt_target
+from orchestration.lib.dbt_env import dbt_environ, dbt_target
 from orchestration.lib.extract.engine import failed_tables
 from orchestration.lib.extract.raw_schema import RAW_SCHEMA, TABLES
 
@@ -109,8 +108,6 @@ def _build(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCl
            ops_locations: OpsLocations) -> Iterator:
     """The one dbt build of both dbt assets; dagster-dbt adds the asset's own select/exclude
     (or the selected subset) to the command."""
-    # the profile reads the warehouse from the environment; derive it from the one setting
-    os.environ.update(dbt_env(ops_locations.warehouse))
     args = dbt_build_args(config.as_of, config.full_refresh, extra_vars=time_floor_var())
     failed = failed_tables(ops_locations.warehouse, context.run.run_id[:12])
     for selector in excluded_for_failed_extracts(failed):
@@ -120,7 +117,10 @@ def _build(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCl
             "extract failed in this run for " + ", ".join(sorted(failed)) + ": the models reading "
             + ("it" if len(failed) == 1 else "them") + " are left out of this build (" + " ".join(
                 excluded_for_failed_extracts(failed)) + "); every other model is built")
-    invocation = dbt.cli(args, context=context)
+    # the profile reads the warehouse from the environment; derive it from the one setting, for
+    # the dbt process only (dagster-dbt starts it inside cli())
+    with dbt_environ(ops_locations.warehouse):
+        invocation = dbt.cli(args, context=context)
     yield from invocation.stream()
     # the next invocation (the template marts, the next run) starts from this parse
     publish_partial_parse(invocation.target_path, ops_dbt_project.project_dir / ops_dbt_project.target_path)
