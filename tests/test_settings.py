@@ -64,7 +64,7 @@ def test_every_libpq_parameter_reaches_psycopg_and_adbc():
                                (kv, {"host": "/run/pg", "password": "a b'c", "application_name": "ops_warehouse"})):
         expected = {**expected, "port": "6543", "user": "u", "dbname": "ops", "sslmode": "verify-full",
                     "sslrootcert": "/ca dir/ca.pem", "connect_timeout": "10",
-                    "options": "-c statement_timeout=1800000 -c lock_timeout=60000 -c search_path=x"}
+                    "options": "-c statement_timeout=1800000 -c lock_timeout=60000 -c jit=off -c search_path=x"}
         # psycopg: a key=value conninfo; ADBC: a URI with every parameter in its query string
         assert conninfo_to_dict(location.conninfo()) == expected
         assert conninfo_to_dict(location.uri()) == expected
@@ -86,7 +86,7 @@ def test_dbt_gets_the_warehouse_from_the_one_setting(tmp_path):
         "OPS_WAREHOUSE_PG_HOST": "warehouse", "OPS_WAREHOUSE_PG_PORT": "6543", "OPS_WAREHOUSE_PG_USER": "wh",
         "OPS_WAREHOUSE_PG_PASSWORD": "p@ss", "OPS_WAREHOUSE_PG_DBNAME": "ops", "OPS_WAREHOUSE_PG_CONNECT_TIMEOUT": "10",
         "OPS_WAREHOUSE_PG_KEEPALIVES_IDLE": "0", "OPS_WAREHOUSE_PG_APPLICATION_NAME": "ops_warehouse_dbt",
-        "PGOPTIONS": "-c statement_timeout=1800000 -c lock_timeout=60000"}
+        "PGOPTIONS": "-c statement_timeout=1800000 -c lock_timeout=60000 -c jit=off"}
     # every profile field is set (empty: unset), so nothing of an earlier warehouse stays in a process
     assert env["OPS_WAREHOUSE_PG_SSLMODE"] == env["OPS_WAREHOUSE_PG_SSLROOTCERT"] == ""
     duck = Location.parse(str(tmp_path / "w.duckdb"))
@@ -101,7 +101,7 @@ def test_dbt_environment_is_set_for_the_dbt_process_only(monkeypatch):
     monkeypatch.setenv("OPS_WAREHOUSE_PG_HOST", "earlier")
     pg = Location.parse("postgresql://wh@warehouse:6543/ops")
     with dbt_environ(pg):
-        assert os.environ["PGOPTIONS"] == "-c statement_timeout=1800000 -c lock_timeout=60000"
+        assert os.environ["PGOPTIONS"] == "-c statement_timeout=1800000 -c lock_timeout=60000 -c jit=off"
         assert os.environ["OPS_WAREHOUSE_PG_HOST"] == "warehouse"
     assert "PGOPTIONS" not in os.environ and os.environ["OPS_WAREHOUSE_PG_HOST"] == "earlier"
     monkeypatch.setenv("OPS_PG_STATEMENT_TIMEOUT_SECONDS", "2.5")

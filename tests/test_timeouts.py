@@ -57,7 +57,7 @@ def test_sessions_get_the_timeouts_from_the_environment(monkeypatch, small_sourc
         finally:
             session.close()
     env = dbt_env(small_source)
-    assert env["PGOPTIONS"] == "-c statement_timeout=2500 -c lock_timeout=1500"
+    assert env["PGOPTIONS"] == "-c statement_timeout=2500 -c lock_timeout=1500 -c jit=off"
     assert env["OPS_WAREHOUSE_PG_CONNECT_TIMEOUT"] == "7"
     # the DSN's own options come after ours, so they win; 0 turns a timeout off
     monkeypatch.setenv("OPS_PG_LOCK_TIMEOUT_SECONDS", "0")

@@ -51,38 +51,145 @@ series_hours as (
 
 co_occurrence as (
 
+    {#- every pair of series, with the hours both are active in (joined on active hours only) -#}
     select
         a.series_key as series_a,
         b.series_key as series_b,
-        count(case when a.n_events > 0 and b.n_events > 0 then 1 end) as n_hours_both
-    from series as a
-    inner join series as b
-        on a.hour_index = b.hour_index
+        coalesce(both_active.n_hours_both, 0) as n_hours_both
+    from series_hours as a
+    inner join series_hours as b
+        on a.series_key < b.series_key
+    left join (
+        select
+            a.series_key as series_a,
+            b.series_key as series_b,
+            count(*) as n_hours_both
+        from series as a
+        inner join series as b
+            on a.hour_index = b.hour_index
+           and a.series_key < b.series_key
+        where a.n_events > 0
+          and b.n_events > 0
+        group by a.series_key, b.series_key
+    ) as both_active
+        on both_active.series_a = a.series_key
+       and both_active.series_b = b.series_key
+
+),
+
+{#- Pearson sums per pair and lag without the dense pairs × hours × lags join. The series share
+    one dense spine (hour_index 0 .. last, diff_events NULL only at 0), so for lag L the points
+    are a's hours t in [lo, hi] = [max(1, 1 − L), min(last, last − L)] against b's t + L:
+    n = hi − lo + 1; Σx, Σy telescope to n_events[end] − n_events[start − 1]; Σx², Σy² come
+    from a running sum of squares; only Σxy needs both series, and only their non-zero
+    differences contribute to it. Exact (integer sums), like the join it replaces. -#}
+lag_ranges as (
+
+    select
+        lags.lag_hours,
+        case when lags.lag_hours > 0 then 1 else 1 - lags.lag_hours end as lo,
+        case when lags.lag_hours > 0 then spine_end.last_index - lags.lag_hours else spine_end.last_index end as hi
+    from lags
+    cross join (select max(hour_index) as last_index from series) as spine_end
+
+),
+
+range_bounds as (
+
+    {#- side a reads hours [lo, hi], side b [lo + L, hi + L]; a range's sums are the running
+        values at its end minus those just before its start -#}
+    select lag_hours, 'a' as side, lo - 1 as before_index, hi as end_index
+    from lag_ranges
+    where hi >= lo
+
+    union all
+
+    select lag_hours, 'b', lo + lag_hours - 1, hi + lag_hours
+    from lag_ranges
+    where hi >= lo
+
+),
+
+running as (
+
+    select
+        series_key,
+        hour_index,
+        n_events,
+        sum(coalesce(diff_events, 0) * coalesce(diff_events, 0)) over (
+            partition by series_key
+            order by hour_index
+            rows between unbounded preceding and current row
+        ) as running_sq
+    from series
+
+),
+
+range_sums as (
+
+    select
+        at_end.series_key,
+        range_bounds.lag_hours,
+        range_bounds.side,
+        at_end.n_events - before_start.n_events as sum_diff,
+        at_end.running_sq - before_start.running_sq as sum_sq
+    from range_bounds
+    inner join running as at_end
+        on at_end.hour_index = range_bounds.end_index
+    inner join running as before_start
+        on before_start.series_key = at_end.series_key
+       and before_start.hour_index = range_bounds.before_index
+
+),
+
+nonzero_diffs as (
+
+    select series_key, hour_index, diff_events
+    from series
+    where diff_events <> 0
+
+),
+
+cross_products as (
+
+    select
+        a.series_key as series_a,
+        b.series_key as series_b,
+        lags.lag_hours,
+        sum(a.diff_events * b.diff_events) as sxy
+    from nonzero_diffs as a
+    cross join lags
+    inner join nonzero_diffs as b
+        on b.hour_index = a.hour_index + lags.lag_hours
        and a.series_key < b.series_key
-    group by a.series_key, b.series_key
+    group by a.series_key, b.series_key, lags.lag_hours
 
 ),
 
 lagged_sums as (
 
     select
-        a.series_key as series_a,
-        b.series_key as series_b,
-        lags.lag_hours,
-        count(*) as n,
-        sum(a.diff_events) as sx,
-        sum(b.diff_events) as sy,
-        sum(a.diff_events * b.diff_events) as sxy,
-        sum(a.diff_events * a.diff_events) as sxx,
-        sum(b.diff_events * b.diff_events) as syy
-    from series as a
-    cross join lags
-    inner join series as b
-        on b.hour_index = a.hour_index + lags.lag_hours
-       and a.series_key < b.series_key
-    where a.diff_events is not null
-      and b.diff_events is not null
-    group by a.series_key, b.series_key, lags.lag_hours
+        sums_a.series_key as series_a,
+        sums_b.series_key as series_b,
+        lag_ranges.lag_hours,
+        lag_ranges.hi - lag_ranges.lo + 1 as n,
+        sums_a.sum_diff as sx,
+        sums_b.sum_diff as sy,
+        coalesce(cross_products.sxy, 0) as sxy,
+        sums_a.sum_sq as sxx,
+        sums_b.sum_sq as syy
+    from lag_ranges
+    inner join range_sums as sums_a
+        on sums_a.lag_hours = lag_ranges.lag_hours
+       and sums_a.side = 'a'
+    inner join range_sums as sums_b
+        on sums_b.lag_hours = lag_ranges.lag_hours
+       and sums_b.side = 'b'
+       and sums_a.series_key < sums_b.series_key
+    left join cross_products
+        on cross_products.series_a = sums_a.series_key
+       and cross_products.series_b = sums_b.series_key
+       and cross_products.lag_hours = lag_ranges.lag_hours
 
 ),
 

@@ -6,7 +6,8 @@
     days of UTC hours ending at the hour holding var('as_of') (an hour starting exactly at as_of
     is not included; it holds nothing yet), starting later when the data does (at the hour of the
     first event, as the family series do); a template enters when it is active in at least
-    var('corr_min_active_hours', 5) of those hours. Reads only the events of the window.
+    var('corr_min_active_hours', 5) of those hours. Sums int_template_hour_counts; reads events
+    only for the hour holding as_of (and the window's first event time, by index).
 -#}
 
 {%- set window_days = var('corr_window_days', 30) | int %}
@@ -36,6 +37,12 @@ aliases as (
 events as (
 
     select * from {{ ref('fct_system_events') }}
+
+),
+
+hour_counts as (
+
+    select * from {{ ref('int_template_hour_counts') }}
 
 ),
 
@@ -80,19 +87,38 @@ spine as (
 
 hourly_counts as (
 
-    select
-        coalesce(aliases.template_id, event_templates.template_id) as template_id,
-        {{ trunc_utc_hour('events.created_at') }} as hour_start,
-        count(*) as n_events
-    from events
-    inner join event_templates
-        on event_templates.event_id = events.event_id
-    left join aliases
-        on aliases.old_id = event_templates.template_id
-    where events.created_at >= {{ window_start }}
-      and events.created_at <= {{ as_of }}
-      and not events.is_deleted
-    group by 1, 2
+    {#- whole hours before the one holding as_of from the hourly counts; that hour's events up to
+        as_of one by one (the window starts on an hour, so no other hour is cut) -#}
+    select template_id, hour_start, sum(n_events) as n_events
+    from (
+        select
+            coalesce(aliases.template_id, counts.template_id) as template_id,
+            counts.hour_start,
+            counts.n_events
+        from hour_counts as counts
+        left join aliases
+            on aliases.old_id = counts.template_id
+        where counts.template_id is not null
+          and counts.hour_start >= {{ window_start }}
+          and counts.hour_start < {{ trunc_utc_hour(as_of) }}
+
+        union all
+
+        select
+            coalesce(aliases.template_id, event_templates.template_id),
+            {{ trunc_utc_hour('events.created_at') }},
+            1
+        from events
+        inner join event_templates
+            on event_templates.event_id = events.event_id
+        left join aliases
+            on aliases.old_id = event_templates.template_id
+        where events.created_at >= {{ trunc_utc_hour(as_of) }}
+          and events.created_at >= {{ window_start }}
+          and events.created_at <= {{ as_of }}
+          and not events.is_deleted
+    ) as pieces
+    group by template_id, hour_start
 
 ),
 

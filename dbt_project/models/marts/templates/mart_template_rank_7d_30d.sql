@@ -1,8 +1,9 @@
 {#-
     The most common error templates over the 7 and 30 days ending var('as_of'), with share,
     rank, an example, the families and jobs each appears in and the trend against the previous
-    window of the same length: mart_error_rank_7d_30d at the grain of a template. Reads only the
-    events of the 60 days before as_of (two 30-day windows). See mart_template_rank_7d_30d.yml.
+    window of the same length: mart_error_rank_7d_30d at the grain of a template. Sums the hours
+    of the 60 days before as_of (two 30-day windows) from int_template_hour_counts, and reads
+    events only for the hours a window boundary cuts. See mart_template_rank_7d_30d.yml.
 -#}
 
 {%- set min_increase = var('trend_riser_min_increase', 5) | int %}
@@ -31,6 +32,12 @@ templates as (
 events as (
 
     select * from {{ ref('fct_system_events') }}
+
+),
+
+hour_counts as (
+
+    select * from {{ ref('int_template_hour_counts') }}
 
 ),
 
@@ -68,43 +75,92 @@ coverage as (
 
 ),
 
-recent_events as (
+split_hours as (
 
-    {#- the error events of the 60 days before as_of, with their live template (constant
-        bounds, so only those days are read) -#}
+    {#- the UTC hours holding a window boundary (as_of − 2n days, as_of − n days, as_of): their
+        events are read one by one, since a boundary cuts them; every other hour of the 60 days
+        lies inside one window and comes summed from int_template_hour_counts -#}
+    {%- for hours_back in [0, 24 * 7, 48 * 7, 24 * 30, 48 * 30] %}
+    select {{ trunc_utc_hour(timestamp_add(as_of_timestamp(), -hours_back, 'hour')) }} as hour_start
+    {%- if not loop.last %}
+    union
+    {%- endif %}
+    {%- endfor %}
+
+),
+
+pieces as (
+
+    {#- the error events of the 60 days before as_of with their live template, as pieces: a
+        whole hour's count (at_ its middle) or one event of a split hour (at_ its time) -#}
     select
-        events.event_id,
+        coalesce(aliases.template_id, counts.template_id) as template_id,
+        counts.error_family,
+        counts.job_name,
+        {{ timestamp_add('counts.hour_start', 30, 'minute') }} as at_,
+        counts.n_events,
+        counts.first_created_at,
+        counts.last_created_at,
+        counts.last_created_at as example_created_at,
+        counts.example_event_id,
+        counts.example_message
+    from hour_counts as counts
+    left join aliases
+        on aliases.old_id = counts.template_id
+    where counts.template_id is not null
+      and counts.hour_start >= {{ trunc_utc_hour(timestamp_add(as_of_timestamp(), -48 * 30, 'hour')) }}
+      and counts.hour_start <= {{ trunc_utc_hour(as_of_timestamp()) }}
+      and counts.hour_start not in (select hour_start from split_hours)
+
+    union all
+
+    select
+        coalesce(aliases.template_id, event_templates.template_id),
+        {{ ops_trend_error_family('lower(events.event_type)') }},
+        coalesce(events.job_name, {{ ops_trend_job_from_event_type('lower(events.event_type)') }}),
         events.created_at,
-        {{ ops_trend_error_family('lower(events.event_type)') }} as error_family,
-        coalesce(events.job_name, {{ ops_trend_job_from_event_type('lower(events.event_type)') }}) as job_name,
-        coalesce(events.message, events.error_text, events.event_type) as message,
-        coalesce(aliases.template_id, event_templates.template_id) as template_id
-    from events
+        1,
+        events.created_at,
+        events.created_at,
+        events.created_at,
+        events.event_id,
+        coalesce(events.message, events.error_text, events.event_type)
+    from split_hours
+    inner join events
+        on events.created_at >= split_hours.hour_start
+       and events.created_at < {{ timestamp_add('split_hours.hour_start', 1, 'hour') }}
     inner join event_templates
         on event_templates.event_id = events.event_id
     left join aliases
         on aliases.old_id = event_templates.template_id
-    where events.created_at > {{ timestamp_add(as_of_timestamp(), -48 * 30, 'hour') }}
-      and events.created_at <= {{ as_of_timestamp() }}
-      and not events.is_deleted
+    where not events.is_deleted
+
+),
+
+recent_pieces as (
+
+    select *
+    from pieces
+    where at_ > {{ timestamp_add(as_of_timestamp(), -48 * 30, 'hour') }}
+      and at_ <= {{ as_of_timestamp() }}
 
 ),
 
 windowed as (
 
-    {#- each event of the current window (as_of - n days, as_of] or of the previous one -#}
+    {#- each piece of the current window (as_of - n days, as_of] or of the previous one -#}
     select
         windows.window_days,
         {{ timestamp_add('params.as_of', '-24 * windows.window_days', 'hour') }} as window_start,
         params.as_of as window_end,
-        recent_events.*,
-        recent_events.created_at > {{ timestamp_add('params.as_of', '-24 * windows.window_days', 'hour') }}
+        recent_pieces.*,
+        recent_pieces.at_ > {{ timestamp_add('params.as_of', '-24 * windows.window_days', 'hour') }}
             as is_current,
         coverage.has_prev_window
-    from recent_events
+    from recent_pieces
     cross join params
     inner join windows
-        on recent_events.created_at > {{ timestamp_add('params.as_of', '-48 * windows.window_days', 'hour') }}
+        on recent_pieces.at_ > {{ timestamp_add('params.as_of', '-48 * windows.window_days', 'hour') }}
     inner join coverage
         on coverage.window_days = windows.window_days
 
@@ -117,11 +173,11 @@ counted as (
         min(window_start) as window_start,
         min(window_end) as window_end,
         template_id,
-        cast(count(case when is_current then 1 end) as bigint) as n_events,
+        cast(sum(case when is_current then n_events else 0 end) as bigint) as n_events,
         case when bool_and(has_prev_window)
-             then cast(count(case when not is_current then 1 end) as bigint) end as n_events_prev_window,
-        min(case when is_current then created_at end) as first_seen_at,
-        max(case when is_current then created_at end) as last_seen_at,
+             then cast(sum(case when not is_current then n_events else 0 end) as bigint) end as n_events_prev_window,
+        min(case when is_current then first_created_at end) as first_seen_at,
+        max(case when is_current then last_created_at end) as last_seen_at,
         {{ ops_an_distinct_list('case when is_current then error_family end') }} as error_families,
         {{ ops_an_distinct_list('case when is_current then job_name end') }} as job_names
     from windowed
@@ -136,10 +192,10 @@ examples as (
         select
             window_days,
             template_id,
-            message,
+            example_message as message,
             row_number() over (
                 partition by window_days, template_id
-                order by created_at desc, event_id desc
+                order by example_created_at desc, example_event_id desc
             ) as example_rank
         from windowed
         where is_current
