@@ -28,7 +28,7 @@ EXPECTED_DBT_KEYS = {
 }
 EXPECTED_PYTHON_MART_KEYS = {"mart_error_templates", "mart_anomalies"}
 EXPECTED_REPORT_KEYS = {"daily_report", "weekly_report", "monthly_report"}
-EXPECTED_TEMPLATE_MART_KEYS = {"int_template_hour_series", "mart_template_rank_7d_30d", "mart_template_correlation"}
+EXPECTED_TEMPLATE_MART_KEYS = {"int_template_hour_counts", "int_template_hour_series", "mart_template_rank_7d_30d", "mart_template_correlation"}
 EXPECTED_ANALYST_KEYS = {"analyst_copy"}  # the read-only copy of a DuckDB warehouse, the job's last asset
 
 

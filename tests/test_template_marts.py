@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-TEMPLATE_MODELS = ("int_template_hour_series", "mart_template_rank_7d_30d", "mart_template_correlation")
+TEMPLATE_MODELS = ("int_template_hour_counts", "int_template_hour_series", "mart_template_rank_7d_30d", "mart_template_correlation")
 
 RANK_COLUMNS = (
     "window_days, window_start, window_end, template_id, template, n_events, share_of_errors, template_rank, "

@@ -37,7 +37,8 @@ bounds as (
 ),
 {%- endif %}
 
-events as (
+events as not materialized (
+    {#- read where used (PostgreSQL would copy a CTE used twice whole: the event history) #}
 
     select * from {{ ref('fct_system_events') }}
     {%- if is_incremental() %}

@@ -34,7 +34,8 @@ aliases as (
 
 ),
 
-events as (
+events as not materialized (
+    {#- read where used (PostgreSQL would copy a CTE used twice whole: the event history) #}
 
     select * from {{ ref('fct_system_events') }}
 
