@@ -39,6 +39,14 @@ DDL = [
         window_end timestamptz not null)""",
 ]
 
+# PostgreSQL: the dbt template models join the assignments by event_id and find the newly
+# assigned ones by assigned_at (int_template_hour_counts); without these, each hourly run read
+# every assignment. DuckDB scans them faster than it would maintain an index.
+POSTGRES_INDEXES = [
+    f"create index if not exists error_event_templates_event_id on {SCHEMA}.error_event_templates (event_id)",
+    f"create index if not exists error_event_templates_assigned_at on {SCHEMA}.error_event_templates (assigned_at)",
+]
+
 # error events of the fact table that no earlier run mined, oldest first
 NEW_ERROR_EVENTS = f"""
     select f.event_id, f.event_type, f.job_name, f.created_at, coalesce(f.message, f.error_text, f.event_type)
@@ -60,7 +68,7 @@ def refresh_templates(warehouse: Location, as_of: datetime | None = None) -> Tem
     conn = postgres_connect(warehouse) if warehouse.is_postgres else duckdb_connect(warehouse)
     p = "%s" if warehouse.is_postgres else "?"
     try:
-        for stmt in DDL:
+        for stmt in DDL + (POSTGRES_INDEXES if warehouse.is_postgres else []):
             conn.execute(stmt)
         if not warehouse.is_postgres:
             conn.execute("begin transaction")

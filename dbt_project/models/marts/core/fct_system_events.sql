@@ -9,6 +9,7 @@
                 {'columns': ['event_id'], 'unique': True},
                 {'columns': ['created_at']},
                 {'columns': ['_loaded_at']},
+                {'columns': ['event_type', 'created_at']},
             ] if target.type == 'postgres' else []
         ),
     )

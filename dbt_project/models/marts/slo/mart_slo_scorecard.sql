@@ -190,20 +190,55 @@ scored_events as (
       and events.created_at < params.as_of
       and (events.event_type in (
               'POST_ID_CAPTURE_FAILED', 'tweet_id_recovered', 'circuit_breaker_forced_reset',
-              'circuit_breaker_stuck', 'circuit_breaker_watchdog_alert',
-              'EXECUTOR_HEALTH_OK', 'EXECUTOR_HEALTH_DEGRADED')
+              'circuit_breaker_stuck', 'circuit_breaker_watchdog_alert')
            or (events.event_type = 'POSTING_QUEUE_BLOCKED' and events.reason = 'CIRCUIT_BREAKER'))
 
 ),
 
-pool_samples as (
+pool_hours as (
+
+    {#- the health samples of the scored weeks: whole hours before the one holding as_of from
+        int_executor_health_hours (rolled up as they load), that hour's samples up to as_of one
+        by one -#}
+    select hour_start, n_pool_samples, pool_active_sum, pool_max_contexts_sum
+    from {{ ref('int_executor_health_hours') }} as hours
+    cross join first_week
+    where hours.hour_start >= first_week.first_week_start
+      and hours.hour_start < {{ trunc_utc_hour(as_of_timestamp()) }}
+
+    union all
 
     select
-        created_at,
-        {{ safe_cast_bigint(json_text('payload', 'browser_pool_active')) }} as pool_active,
-        {{ safe_cast_bigint(json_text('payload', 'browser_pool_max_contexts')) }} as pool_max_contexts
-    from scored_events
-    where event_type in ('EXECUTOR_HEALTH_OK', 'EXECUTOR_HEALTH_DEGRADED')
+        {{ trunc_utc_hour(as_of_timestamp()) }},
+        count(*),
+        sum(pool_active),
+        sum(pool_max_contexts)
+    from (
+        select
+            {{ safe_cast_bigint(json_text('events.payload', 'browser_pool_active')) }} as pool_active,
+            {{ safe_cast_bigint(json_text('events.payload', 'browser_pool_max_contexts')) }} as pool_max_contexts
+        from {{ ref('fct_system_events') }} as events
+        cross join first_week
+        where not events.is_deleted
+          and events.event_type in ('EXECUTOR_HEALTH_OK', 'EXECUTOR_HEALTH_DEGRADED')
+          and events.created_at >= {{ trunc_utc_hour(as_of_timestamp()) }}
+          and events.created_at >= first_week.first_week_start
+          and events.created_at < {{ as_of_timestamp() }}
+    ) as samples
+    where pool_active is not null
+      and pool_max_contexts > 0
+
+),
+
+pool_weeks as (
+
+    select
+        {{ ops_trend_trunc_utc('week', 'hour_start') }} as week_start,
+        sum(n_pool_samples) as n_pool_samples,
+        sum(pool_active_sum) as pool_active_sum,
+        sum(pool_max_contexts_sum) as pool_max_contexts_sum
+    from pool_hours
+    group by 1
 
 ),
 
@@ -212,20 +247,16 @@ browser_pool as (
     select
         weeks.week_start,
         'browser_pool_utilisation' as metric,
-        cast(sum(samples.pool_active) as double precision) as numerator,
-        cast(sum(samples.pool_max_contexts) as double precision) as denominator,
-        count(samples.created_at) as n_observations,
-        case when sum(samples.pool_max_contexts) > 0
-            then cast(sum(samples.pool_active) as double precision) / cast(sum(samples.pool_max_contexts) as double precision)
+        cast(pool_weeks.pool_active_sum as double precision) as numerator,
+        cast(pool_weeks.pool_max_contexts_sum as double precision) as denominator,
+        cast(coalesce(pool_weeks.n_pool_samples, 0) as bigint) as n_observations,
+        case when pool_weeks.pool_max_contexts_sum > 0
+            then cast(pool_weeks.pool_active_sum as double precision) / cast(pool_weeks.pool_max_contexts_sum as double precision)
         end as actual_value,
         'no executor health sample this week carries browser_pool_active and browser_pool_max_contexts' as empty_reason
     from weeks
-    left join pool_samples as samples
-        on samples.created_at >= weeks.week_start
-        and samples.created_at < weeks.week_end
-        and samples.pool_active is not null
-        and samples.pool_max_contexts > 0
-    group by weeks.week_start
+    left join pool_weeks
+        on pool_weeks.week_start = weeks.week_start
 
 ),
 

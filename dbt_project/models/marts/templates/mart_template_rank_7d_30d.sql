@@ -8,6 +8,8 @@
 
 {%- set min_increase = var('trend_riser_min_increase', 5) | int %}
 {%- set min_ratio = var('trend_riser_min_ratio', 1.5) | float %}
+{#- hours before as_of of the window boundaries: as_of, as_of − n days, as_of − 2n days #}
+{%- set split_hours_back = [0, 24 * 7, 48 * 7, 24 * 30, 48 * 30] %}
 
 with
 
@@ -59,15 +61,15 @@ windows as (
 coverage as (
 
     {#- does the data reach back to the start of each previous window? The family ranking's test
-        (spine start <= as_of - 2n days), as an uncorrelated EXISTS that stops at the first old
-        event, so it does not read the history. -#}
+        (spine start <= as_of - 2n days), on the first event's time: an index lookup on
+        PostgreSQL (an EXISTS with a range scanned the table from the wrong end) -#}
     {%- for days in [7, 30] %}
     select
         {{ days }} as window_days,
-        exists (
-            select 1
-            from events
-            where events.created_at < {{ timestamp_add(trunc_utc_hour(timestamp_add(as_of_timestamp(), -48 * days, 'hour')), 1, 'hour') }}
+        coalesce(
+            (select min(events.created_at) from events)
+                < {{ timestamp_add(trunc_utc_hour(timestamp_add(as_of_timestamp(), -48 * days, 'hour')), 1, 'hour') }},
+            false
         ) as has_prev_window
     {%- if not loop.last %}
     union all
@@ -79,9 +81,10 @@ coverage as (
 split_hours as (
 
     {#- the UTC hours holding a window boundary (as_of − 2n days, as_of − n days, as_of): their
-        events are read one by one, since a boundary cuts them; every other hour of the 60 days
-        lies inside one window and comes summed from int_template_hour_counts -#}
-    {%- for hours_back in [0, 24 * 7, 48 * 7, 24 * 30, 48 * 30] %}
+        events are read one by one (a range per hour, so PostgreSQL plans index scans), since a
+        boundary cuts them; every other hour of the 60 days lies inside one window and comes
+        summed from int_template_hour_counts -#}
+    {%- for hours_back in split_hours_back %}
     select {{ trunc_utc_hour(timestamp_add(as_of_timestamp(), -hours_back, 'hour')) }} as hour_start
     {%- if not loop.last %}
     union
@@ -126,15 +129,18 @@ pieces as (
         events.created_at,
         events.event_id,
         coalesce(events.message, events.error_text, events.event_type)
-    from split_hours
-    inner join events
-        on events.created_at >= split_hours.hour_start
-       and events.created_at < {{ timestamp_add('split_hours.hour_start', 1, 'hour') }}
+    from events
     inner join event_templates
         on event_templates.event_id = events.event_id
     left join aliases
         on aliases.old_id = event_templates.template_id
     where not events.is_deleted
+      and (
+        {%- for hours_back in split_hours_back %}
+        {%- set split_hour = trunc_utc_hour(timestamp_add(as_of_timestamp(), -hours_back, 'hour')) %}
+        {% if not loop.first %}or {% endif %}(events.created_at >= {{ split_hour }} and events.created_at < {{ timestamp_add(split_hour, 1, 'hour') }})
+        {%- endfor %}
+      )
 
 ),
 
