@@ -10,6 +10,8 @@
                 {'columns': ['event_id'], 'unique': True},
                 {'columns': ['created_at']},
                 {'columns': ['is_deleted']},
+                {'columns': ['event_type']},
+                {'columns': ['error_family']},
             ] if target.type == 'postgres' else []
         ),
     )

@@ -1,4 +1,9 @@
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized='table',
+        pre_hook="{{ ops_postgres_no_nested_loops() }}",
+    )
+}}
 
 {#-
     Job runs rebuilt from history (see int_job_runs.yml for the rules and their limits).
@@ -29,6 +34,9 @@ events as (
     from {{ ref('int_events_classified') }}
     where created_at <= {{ as_of_timestamp() }}
       and not coalesce(is_deleted, false)
+      -- the job events of the timeline below, by index on PostgreSQL (not the whole history)
+      and (event_type in ('timer_fired', 'job_run_skipped_overlap', 'timer_scheduled')
+           or error_family = 'job_execution_failed')
 
 ),
 
