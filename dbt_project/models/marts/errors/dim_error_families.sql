@@ -1,14 +1,16 @@
 {#-
     One row per error family seen in int_events_classified (every event, error or not): its
     most common category and component, first and last seen, counts and the share of its events
-    that are errors. See dim_error_families.yml.
+    that are errors. Summed from int_error_family_hours (maintained hour by hour), not from the
+    events. See dim_error_families.yml.
 -#}
 
 with
 
-events as (
+hours as (
 
-    select * from {{ ref('int_events_classified') }}
+    select * from {{ ref('int_error_family_hours') }}
+    where error_family is not null
 
 ),
 
@@ -16,14 +18,14 @@ families as (
 
     select
         error_family,
-        min(created_at) as first_seen_at,
-        max(created_at) as last_seen_at,
-        cast(count(*) as bigint) as n_events,
-        cast(sum(case when is_error then 1 else 0 end) as bigint) as n_error_events,
+        min(first_created_at) as first_seen_at,
+        max(last_created_at) as last_seen_at,
+        cast(sum(n_events) as bigint) as n_events,
+        cast(sum(n_error_events) as bigint) as n_error_events,
         cast(count(distinct event_type) as bigint) as n_event_types,
         cast(count(distinct error_category) as bigint) as n_categories,
         cast(count(distinct component) as bigint) as n_components
-    from events
+    from hours
     group by error_family
 
 ),
@@ -35,9 +37,9 @@ category_counts as (
         error_category,
         row_number() over (
             partition by error_family
-            order by count(*) desc, error_category
+            order by sum(n_events) desc, error_category
         ) as category_rank
-    from events
+    from hours
     group by error_family, error_category
 
 ),
@@ -49,9 +51,9 @@ component_counts as (
         component,
         row_number() over (
             partition by error_family
-            order by count(*) desc, component
+            order by sum(n_events) desc, component
         ) as component_rank
-    from events
+    from hours
     group by error_family, component
 
 ),
