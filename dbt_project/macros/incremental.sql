@@ -74,13 +74,18 @@
 
 
 {#
-    Pre-hook of the full-history models whose CTE chains PostgreSQL misestimates (a CTE's rows
-    guessed at 1 when it holds tens of thousands): no nested-loop joins for the model's
-    transaction. int_job_runs: a nested loop over two such CTEs ran 31 s of a 37 s build (105M
-    join-filter rows) on 1.3M events; with hash and merge joins, 5 s. Nothing on DuckDB.
+    Pre-hook: planner settings for one model's transaction on PostgreSQL (nothing on DuckDB),
+    where its estimates are far off and a plain rewrite does not help.
+    - nested_loops=false: full-history models whose CTE chains PostgreSQL misestimates (a CTE
+      guessed at 1 row holding tens of thousands). int_job_runs: a nested loop over two such
+      CTEs ran 31 s of a 37 s build (105M join-filter rows) on 1.3M events; 5 s without.
+    - seq_scans=false: incremental models whose bounds are subqueries on the watermark
+      (`created_at >= (select … from this)`): PostgreSQL guesses a third of the table and scans
+      it all, where the index on the bound's column reads the new rows only.
 #}
-{% macro ops_postgres_no_nested_loops() -%}
+{% macro ops_postgres_plan_hints(nested_loops=true, seq_scans=true) -%}
     {%- if target.type == 'postgres' -%}
-    set local enable_nestloop = off
+    {%- if not nested_loops %}set local enable_nestloop = off;{% endif -%}
+    {%- if not seq_scans %} set local enable_seqscan = off;{% endif -%}
     {%- endif -%}
 {%- endmacro %}

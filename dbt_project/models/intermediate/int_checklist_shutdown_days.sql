@@ -3,7 +3,7 @@
     config(
         materialized='incremental',
         on_schema_change='fail',
-        pre_hook="{{ ops_delete_days_to_rebuild(include_newest_day=false) }}",
+        pre_hook=["{{ ops_postgres_plan_hints(seq_scans=false) }}", "{{ ops_delete_days_to_rebuild(include_newest_day=false) }}"],
     )
 }}
 

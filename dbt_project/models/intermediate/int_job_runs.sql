@@ -1,7 +1,7 @@
 {{
     config(
         materialized='table',
-        pre_hook="{{ ops_postgres_no_nested_loops() }}",
+        pre_hook="{{ ops_postgres_plan_hints(nested_loops=false) }}",
     )
 }}
 
