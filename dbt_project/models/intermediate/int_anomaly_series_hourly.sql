@@ -33,13 +33,16 @@
 {%- else %}
     {%- set window_end = as_of_timestamp() %}
 {%- endif %}
+{#- the bounds as expressions, not subqueries: PostgreSQL then estimates the range and reads
+    the window by index instead of guessing a third of the table #}
+{%- set window_start = timestamp_add(window_end, -24 * history_days, 'hour') %}
 
 with
 
 params as (
 
     select
-        {{ timestamp_add(window_end, -24 * history_days, 'hour') }} as window_start,
+        {{ window_start }} as window_start,
         {{ window_end }} as window_end
 
 ),
@@ -51,8 +54,8 @@ events as (
         fct.created_hour as hour_start,
         fct.payload
     from {{ ref('fct_system_events') }} as fct
-    where fct.created_at >= (select window_start from params)
-      and fct.created_at < (select window_end from params)
+    where fct.created_at >= {{ window_start }}
+      and fct.created_at < {{ window_end }}
       and not fct.is_deleted
       and (
           left(fct.event_type, 6) = 'error_'
@@ -131,8 +134,8 @@ categories as (
         count(*) as n_events
     from {{ ref('int_events_classified') }} as classified_events
     where classified_events.is_error
-      and classified_events.created_at >= (select window_start from params)
-      and classified_events.created_at < (select window_end from params)
+      and classified_events.created_at >= {{ window_start }}
+      and classified_events.created_at < {{ window_end }}
     group by classified_events.error_category, classified_events.created_hour
 
 ),
