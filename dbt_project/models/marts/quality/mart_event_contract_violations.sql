@@ -8,6 +8,10 @@
     (the staging view cleans blanks to NULL). A required_field this model does not know counts
     as missing everywhere, so a typo in the seed shows up as violations instead of passing.
 
+    The whole hours of the window come summed from int_contract_hours (judged as they load);
+    the two hours its ends cut are judged here event by event (macros/contracts.sql, the same
+    code), so a run reads those hours' events, not seven days of them.
+
     "Writer": the source has no writer column. The closest honest proxy, in order: the component
     (the component column, or the payload component ErrorTracker events carry) → 'component:<c>';
     else the job (the <job>_ prefix of job failure types, or payload job_name) → 'job:<j>'; else
@@ -15,111 +19,48 @@
     is part of the grain: an older writer puts its payload under metadata.
 -#}
 
-{%- set known_fields = [
-    'job_name', 'decision_id', 'error_code', 'error_type', 'error_text', 'component', 'reason',
-    'tweet_id', 'target_tweet_id', 'operation', 'stack', 'message', 'event_timestamp',
-] -%}
 {%- set window_days = var('contract_window_days', 7) | int -%}
+{%- set window_start = timestamp_add(as_of_timestamp(), -24 * window_days, 'hour') -%}
+{%- set first_hour = trunc_utc_hour(window_start) -%}
+{%- set last_hour = trunc_utc_hour(as_of_timestamp()) -%}
 
 with
 
-contracts as (
+cut_hour_events as (
 
-    select * from {{ ref('event_contracts') }}
-
-),
-
-matchers as (
-
-    select distinct
-        rule_id,
-        family,
-        match_type,
-        event_type_pattern,
-        priority
-    from contracts
+    {{ ops_contract_events(
+        "((fct.created_at >= " ~ first_hour ~ " and fct.created_at < " ~ timestamp_add(first_hour, 1, 'hour') ~ ")"
+        ~ " or (fct.created_at >= " ~ last_hour ~ " and fct.created_at < " ~ timestamp_add(last_hour, 1, 'hour') ~ "))"
+        ~ " and fct.created_at > " ~ window_start ~ " and fct.created_at <= " ~ as_of_timestamp()) }}
 
 ),
 
-params as (
+cut_hours_judged as (
+
+    {{ ops_contract_judged('cut_hour_events') }}
+
+),
+
+pieces as (
+
+    {#- whole hours inside the window from the hourly aggregate; the cut hours one event each -#}
+    select
+        family, writer, payload_column, rule_id, required_field, event_type,
+        n_events, n_violations, first_violation_at, last_violation_at, example_event_id
+    from {{ ref('int_contract_hours') }}
+    where family is not null
+      and hour_start > {{ first_hour }}
+      and hour_start < {{ last_hour }}
+
+    union all
 
     select
-        {{ timestamp_add(as_of_timestamp(), -24 * window_days, 'hour') }} as window_start,
-        {{ as_of_timestamp() }} as window_end
-
-),
-
-events as (
-
-    select
-        fct.event_id,
-        fct.event_type,
-        lower(fct.event_type) as event_type_lc,
-        fct.created_at,
-        {%- for field in known_fields %}
-        fct.{{ field }},
-        {%- endfor %}
-        case
-            when fct.component is not null then 'component:' || fct.component
-            when fct.job_name is not null then 'job:' || fct.job_name
-            else 'event_type:' || fct.event_type
-        end as writer,
-        coalesce(fct.payload_column, 'none') as payload_column,
-        params.window_start,
-        params.window_end
-    from {{ ref('fct_system_events') }} as fct
-    cross join params
-    where not fct.is_deleted
-      and fct.created_at > params.window_start
-      and fct.created_at <= params.window_end
-
-),
-
-matched as (
-
-    select
-        events.*,
-        matchers.rule_id,
-        matchers.family,
-        row_number() over (
-            partition by events.event_id
-            order by matchers.priority, matchers.rule_id
-        ) as match_rank
-    from events
-    inner join matchers
-        on (matchers.match_type = 'exact'
-            and events.event_type_lc = matchers.event_type_pattern)
-        or (matchers.match_type = 'prefix'
-            and left(events.event_type_lc, length(matchers.event_type_pattern)) = matchers.event_type_pattern)
-        or (matchers.match_type = 'suffix'
-            and right(events.event_type_lc, length(matchers.event_type_pattern)) = matchers.event_type_pattern)
-
-),
-
-judged as (
-
-    select
-        matched.event_id,
-        matched.event_type,
-        matched.created_at,
-        matched.writer,
-        matched.payload_column,
-        matched.window_start,
-        matched.window_end,
-        matched.family,
-        matched.rule_id,
-        contracts.required_field,
-        case
-            {%- for field in known_fields %}
-            when contracts.required_field = '{{ field }}'
-                then case when matched.{{ field }} is null then 1 else 0 end
-            {%- endfor %}
-            else 1
-        end as is_missing
-    from matched
-    inner join contracts
-        on matched.rule_id = contracts.rule_id
-    where matched.match_rank = 1
+        family, writer, payload_column, rule_id, required_field, event_type,
+        1, is_missing,
+        case when is_missing = 1 then created_at end,
+        case when is_missing = 1 then created_at end,
+        case when is_missing = 1 then event_id end
+    from cut_hours_judged
 
 ),
 
@@ -131,17 +72,17 @@ examples as (
         payload_column,
         rule_id,
         required_field,
-        event_id as example_event_id,
+        example_event_id,
         event_type as example_event_type
     from (
         select
-            judged.*,
+            pieces.*,
             row_number() over (
                 partition by family, writer, payload_column, rule_id, required_field
-                order by created_at desc, event_id desc
+                order by last_violation_at desc, example_event_id desc
             ) as example_rank
-        from judged
-        where is_missing = 1
+        from pieces
+        where n_violations > 0
     ) ranked
     where example_rank = 1
 
@@ -155,15 +96,21 @@ aggregated as (
         payload_column,
         rule_id,
         required_field,
-        min(window_start) as window_start,
-        min(window_end) as window_end,
-        count(*) as n_events,
-        sum(is_missing) as n_violations,
+        {{ window_start }} as window_start,
+        {{ as_of_timestamp() }} as window_end,
+        cast(sum(n_events) as bigint) as n_events,
+        sum(n_violations) as n_violations,
         count(distinct event_type) as n_event_types,
-        min(case when is_missing = 1 then created_at end) as first_violation_at,
-        max(case when is_missing = 1 then created_at end) as last_violation_at
-    from judged
+        min(first_violation_at) as first_violation_at,
+        max(last_violation_at) as last_violation_at
+    from pieces
     group by family, writer, payload_column, rule_id, required_field
+
+),
+
+contracts as (
+
+    select * from {{ ref('event_contracts') }}
 
 ),
 
