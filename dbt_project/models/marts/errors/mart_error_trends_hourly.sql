@@ -45,9 +45,10 @@ events as (
 
 ),
 
-loaded as (
+loaded as not materialized (
 
-    {#- every event row as loaded, deleted ones included (a deletion mark bumps _loaded_at) -#}
+    {#- every event row as loaded, deleted ones included (a deletion mark bumps _loaded_at);
+        read where used: PostgreSQL copied this CTE whole (the event history) to read it twice -#}
     select * from {{ ref('fct_system_events') }}
 
 ),
