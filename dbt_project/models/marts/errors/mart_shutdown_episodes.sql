@@ -2,7 +2,10 @@
     config(
         materialized='incremental',
         on_schema_change='fail',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where last_success_at >= {{ ops_shutdown_rebuild_anchor() }}{% endif %}",
+        pre_hook=[
+            "{{ ops_postgres_plan_hints(seq_scans=false) }}",
+            "{% if is_incremental() %}delete from {{ this }} where last_success_at >= {{ ops_shutdown_rebuild_anchor() }}{% endif %}",
+        ],
     )
 }}
 
