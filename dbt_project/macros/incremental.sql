@@ -90,3 +90,15 @@
     {%- if not seq_scans %} set local enable_seqscan = off;{% endif -%}
     {%- endif -%}
 {%- endmacro %}
+
+
+{#
+    The touched-rows test of the hourly aggregates (int_template_hour_counts,
+    int_error_family_hours, int_executor_health_hours, int_contract_hours): loaded after their
+    watermark minus var('fct_lookback_hours'), the lookback fct_system_events re-reads, so an
+    aggregate rebuilds the hours of every row the fact merged again.
+#}
+{% macro ops_loaded_after(loaded_at, watermark) -%}
+    {%- set lookback_minutes = ((var('fct_lookback_hours', 0) | float) * 60) | int -%}
+    {{ loaded_at }} > {{ timestamp_add(watermark, -lookback_minutes, 'minute') }}
+{%- endmacro %}

@@ -32,9 +32,8 @@ touched_hours as (
 
     select distinct loaded.created_hour as hour_start
     from {{ ref('fct_system_events') }} as loaded
-    where loaded._loaded_at > (
-        select coalesce(max(built.source_loaded_through), {{ epoch }}) from {{ this }} as built
-    )
+    where {{ ops_loaded_after('loaded._loaded_at',
+                              '(select coalesce(max(built.source_loaded_through), ' ~ epoch ~ ') from ' ~ this ~ ' as built)') }}
       and loaded.created_hour is not null
 
 ),

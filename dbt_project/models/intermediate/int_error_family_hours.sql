@@ -45,7 +45,7 @@ touched_hours as (
     select distinct loaded.created_hour as hour_start
     from {{ ref('fct_system_events') }} as loaded
     cross join watermark
-    where loaded._loaded_at > watermark.loaded_through
+    where {{ ops_loaded_after('loaded._loaded_at', 'watermark.loaded_through') }}
       and loaded.created_hour is not null
 
 ),

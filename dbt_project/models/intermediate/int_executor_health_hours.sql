@@ -45,7 +45,7 @@ touched_hours as (
     select distinct events.created_hour as hour_start
     from events
     cross join watermark
-    where events._loaded_at > watermark.loaded_through
+    where {{ ops_loaded_after('events._loaded_at', 'watermark.loaded_through') }}
       and events.event_type in {{ health_types }}
       and events.created_hour is not null
 

@@ -60,7 +60,7 @@ touched_hours as (
     select events.created_hour as hour_start
     from events
     cross join watermark
-    where events._loaded_at > watermark.loaded_through
+    where {{ ops_loaded_after('events._loaded_at', 'watermark.loaded_through') }}
 
     union
 
