@@ -116,3 +116,29 @@ def test_postgres_raw_table_is_analyzed_after_a_first_load_not_after_a_small_rea
     with psycopg.connect(warehouse.dsn) as conn:
         assert conn.execute("select last_analyzed_at from raw._extract_state "
                             "where source_table = 'system_events'").fetchone()[0] == analyzed_at
+
+
+def test_bench_history_is_one_bulk_load_of_the_replicated_month(pg_databases, tmp_path):
+    """bench incremental's history builder: exactly N events, unique ids, before the new hour, at
+    the density asked (dense copies stay within the month's span), landed by one first load."""
+    from orchestration.lib.bench.incremental_bench import CUT, END, replicate_history, replicate_new_hour
+
+    source = make_source("postgres", pg_databases, tmp_path)
+    insert_events(source, 200, start=CUT - timedelta(minutes=30), step_seconds=3600)  # a 200-hour "month"
+    insert_events(source, 4, start=END - timedelta(minutes=5), step_seconds=600, event_type="NEW_HOUR")
+    with psycopg.connect(source.dsn, autocommit=True) as conn:
+        conn.execute("create table bench_month_events as select * from system_events where created_at < %s", (CUT,))
+        conn.execute("create table bench_new_hour as select * from system_events where created_at >= %s", (CUT,))
+        assert replicate_history(conn, 500, copies=1) == 500  # 2.5 copies of the month, back in time
+        span, ids = conn.execute("select max(created_at) - min(created_at), count(distinct id) "
+                                 "from system_events").fetchone()
+        assert ids == 500 and span > timedelta(hours=400)
+        assert replicate_history(conn, 3000, copies=25) == 3000  # 25 copies in the same 200 hours
+        span, ids, newest = conn.execute("select max(created_at) - min(created_at), count(distinct id), "
+                                         "max(created_at) from system_events").fetchone()
+        assert ids == 3000 and span < timedelta(hours=200) and newest < CUT
+        conn.execute("insert into system_events select * from bench_new_hour")
+        assert replicate_new_hour(conn, copies=25) == 4 * 25
+    warehouse = make_warehouse("duckdb", None, tmp_path)
+    extract_table(source, warehouse, "system_events")
+    assert wh_query(warehouse, "select count(*), count(distinct _loaded_at) from raw.system_events") == [(3100, 1)]
