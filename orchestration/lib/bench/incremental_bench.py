@@ -100,17 +100,19 @@ def _newest_since(conn, needed: int, per_period: int, copies: int) -> str:
     copies, so a partial period sorts those rather than all of its rows (a window from the share
     needed, doubled until it holds enough)."""
     offset_s = DENSE_OFFSET.total_seconds()
-    newest, span = conn.execute("select max(created_at), extract(epoch from max(created_at) - min(created_at)) "
-                                "from bench_month_events").fetchone()
-    window = float(span) * min(1.0, 2.0 * needed / per_period) + copies * offset_s
+    # the month's span, not min(created_at): the bot's bad rows include 1970 timestamps
+    span = MONTH_DAYS * 86400.0
+    newest = conn.execute("select max(created_at) from bench_month_events where created_at < %s",
+                          (CUT,)).fetchone()[0]
+    window = span * min(1.0, 2.0 * needed / per_period) + copies * offset_s
     while True:
         since = newest - timedelta(seconds=window)
         found = conn.execute(
             f"select count(*) from bench_month_events m cross join generate_series(0, {copies - 1}) k "
             f"where m.created_at >= %s and m.created_at + k * interval '{offset_s} seconds' < %s",
             (since, CUT)).fetchone()[0]
-        if found >= needed or window >= float(span):
-            return f"and m.created_at >= timestamptz '{since.isoformat()}'"
+        if found >= needed or window >= span:
+            return "" if window >= span else f"and m.created_at >= timestamptz '{since.isoformat()}'"
         window *= 2
 
 
