@@ -593,6 +593,18 @@ def test_build_runs_models_and_tests(built: Built) -> None:
         assert " ERROR=0 " in run.stdout.replace("\x1b", "")
 
 
+def test_postgres_tables_get_statistics_when_built(builds: dict[str, Built]) -> None:
+    """The post-hook ops_analyze_if_postgres: a table model (rebuilt every run) and an incremental
+    model built in full have planner statistics after the build; views get none."""
+    wh = builds["postgres"].warehouse
+    analyzed = {table for (table,) in wh.query(
+        "select distinct tablename from pg_stats where schemaname in ('marts', 'intermediate')")}
+    assert {"fct_system_events", "mart_error_frequency", "int_events_classified"} <= analyzed
+    views = {name for (name,) in wh.query("select table_name from information_schema.views "
+                                          "where table_schema in ('marts', 'intermediate')")}
+    assert views and not views & analyzed
+
+
 # --------------------------------------------------------------------------------------------
 # Staging
 # --------------------------------------------------------------------------------------------

@@ -1,18 +1,31 @@
 {#
-    The incremental filter on the extractor's watermark: rows loaded since the newest _loaded_at
-    already in this model, minus var('fct_lookback_hours'). Renders nothing on a full build.
+    The incremental filter on the extractor's watermark: rows loaded after the newest _loaded_at
+    already in this model (strictly: the extractor's stamps only grow per table, even when the
+    clock steps back, so a bulk first load followed by an hourly run reads only the new rows).
+    var('fct_lookback_hours') (default 0) re-reads that many hours more, for a manual re-read.
+    Renders nothing on a full build.
 #}
 {% macro loaded_since_watermark() -%}
     {% if is_incremental() %}
-    {%- set lookback_minutes = ((var('fct_lookback_hours', 0.25) | float) * 60) | int %}
     where _loaded_at > (
         select coalesce(
-            {{ timestamp_add('max(_loaded_at)', -lookback_minutes, 'minute') }},
+            {{ ops_minus_lookback('max(_loaded_at)') }},
             {{ timestamptz_literal('1970-01-01T00:00:00+00:00') }}
         )
         from {{ this }}
     )
     {% endif %}
+{%- endmacro %}
+
+
+{# ts minus var('fct_lookback_hours') (default 0: ts itself, the strict watermark). #}
+{% macro ops_minus_lookback(ts) -%}
+    {%- set lookback_minutes = ((var('fct_lookback_hours', 0) | float) * 60) | int -%}
+    {%- if lookback_minutes > 0 -%}
+        {{ timestamp_add(ts, -lookback_minutes, 'minute') }}
+    {%- else -%}
+        {{ ts }}
+    {%- endif -%}
 {%- endmacro %}
 
 
@@ -26,15 +39,15 @@
 {#
     Pre-hook of the daily aggregates (int_shutdown_cause_days, int_checklist_shutdown_days):
     delete the days an incremental run rebuilds — from the earliest of the shutdown anchor's
-    UTC day, the day of the oldest fct_system_events row loaded since the table's watermark
-    (source_loaded_through − var('fct_lookback_hours'); a deletion mark bumps _loaded_at, so the
-    day of a deleted event is rebuilt) and, with include_newest_day, the newest day built (it
-    stopped at the previous as_of). The run then rebuilds every day after the newest day left.
+    UTC day, the day of the oldest fct_system_events row loaded after the table's watermark
+    (source_loaded_through, minus var('fct_lookback_hours'), default 0; a deletion mark gets a
+    new, larger _loaded_at, so the day of a deleted event is rebuilt) and, with
+    include_newest_day, the newest day built (it stopped at the previous as_of). The run then
+    rebuilds every day after the newest day left.
 #}
 {% macro ops_delete_days_to_rebuild(include_newest_day=false) -%}
     {%- if is_incremental() %}
     {%- set epoch = timestamptz_literal('1970-01-01T00:00:00+00:00') %}
-    {%- set lookback_minutes = ((var('fct_lookback_hours', 0.25) | float) * 60) | int %}
     delete from {{ this }}
     where day_start_at >= (
         select least(
@@ -46,7 +59,7 @@
                 select {{ ops_utc_day_start('min(loaded.created_at)') }}
                 from {{ ref('fct_system_events') }} as loaded
                 where loaded._loaded_at > (
-                    select coalesce({{ timestamp_add('max(built.source_loaded_through)', -lookback_minutes, 'minute') }}, {{ epoch }})
+                    select coalesce({{ ops_minus_lookback('max(built.source_loaded_through)') }}, {{ epoch }})
                     from {{ this }} as built
                 )
             ), {{ timestamp_add(epoch, 24 * 365 * 1000, 'hour') }})
@@ -99,6 +112,5 @@
     aggregate rebuilds the hours of every row the fact merged again.
 #}
 {% macro ops_loaded_after(loaded_at, watermark) -%}
-    {%- set lookback_minutes = ((var('fct_lookback_hours', 0) | float) * 60) | int -%}
-    {{ loaded_at }} > {{ timestamp_add(watermark, -lookback_minutes, 'minute') }}
+    {{ loaded_at }} > {{ ops_minus_lookback(watermark) }}
 {%- endmacro %}

@@ -14,12 +14,12 @@
     and the first and last. The mart sums the days.
 
     Incremental by day (delete + insert on day_start_at). A day changes when a row of it is loaded
-    (new, changed, or marked deleted: the mark bumps _loaded_at) or when an episode overlapping it
+    (new, changed, or marked deleted: the mark gets a new, larger _loaded_at) or when an episode overlapping it
     is recomputed — episodes are recomputed from the shutdown rebuild anchor on, and an episode
     starts at or after its last success, so only days from the anchor's are concerned. The
     pre-hook deletes the days from the earliest of the anchor's UTC day and the day of the oldest
-    fct_system_events row loaded since this table's watermark (source_loaded_through −
-    var('fct_lookback_hours')); the run then rebuilds every day after the newest day left (never
+    fct_system_events row loaded after this table's watermark (source_loaded_through, minus
+    var('fct_lookback_hours'), default 0); the run then rebuilds every day after the newest day left (never
     later than the first deleted one, so the pre-hook and the run cannot disagree). A full build
     runs the same code over all of fct_system_events.
 -#}

@@ -23,7 +23,7 @@
     wins), component, is_error and is_operation. See int_events_classified.yml for the rules.
 
     Incremental like fct_system_events, on the extractor's watermark: a run classifies the fct
-    rows loaded since max(_loaded_at) - var('fct_lookback_hours') and merges them on event_id
+    rows loaded after max(_loaded_at) (minus var('fct_lookback_hours'), default 0) and merges them on event_id
     (delete+insert); a row newly marked deleted replaces its old version and the post-hook
     removes it, so the table holds exactly the non-deleted events. After editing the seed,
     run with --full-refresh to reclassify the history.

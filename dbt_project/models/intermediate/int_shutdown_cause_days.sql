@@ -15,8 +15,8 @@
     Incremental by day (delete + insert on day_start_at). The pre-hook deletes the days from the
     earliest of: the UTC day of the shutdown rebuild anchor (ops_shutdown_rebuild_anchor), the
     newest day built (it stopped at the previous as_of), and the day of the oldest fct_system_events
-    row loaded since this table's watermark (source_loaded_through − var('fct_lookback_hours');
-    a deletion mark bumps _loaded_at, so the day of a deleted event is rebuilt). The run then
+    row loaded after this table's watermark (source_loaded_through, minus var('fct_lookback_hours'),
+    default 0; a deletion mark gets a new, larger _loaded_at, so the day of a deleted event is rebuilt). The run then
     rebuilds every day after the newest day left, reading signals from that day's end only, so
     the pre-hook and the run cannot disagree. A full build runs the same code over all signals.
 -#}

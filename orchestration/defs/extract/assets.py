@@ -71,6 +71,10 @@ def extract_metadata(result: ExtractResult) -> dict:
         "lag_seconds": dg.MetadataValue.float(result.lag_seconds if result.lag_seconds is not None else -1.0),
         "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
         "rows_per_second": dg.MetadataValue.float(round(result.rows_per_second, 1)),
+        "first_load": dg.MetadataValue.bool(result.first_load),
+        # PostgreSQL: ANALYZE ran on the raw table (a first load or a read that changed many rows)
+        "analyzed": dg.MetadataValue.bool(result.analyzed),
+        "loaded_through": str(result.loaded_through) if result.loaded_through else "none",
     }
 
 

@@ -14,11 +14,19 @@ def add_parser(subparsers) -> None:
     ex.add_argument("--pg-dsn", help="admin DSN used to create scratch databases "
                                      "(default OPS_BENCH_PG_DSN or postgres@127.0.0.1:5432)")
     ex.set_defaults(func=_extract)
-    inc = sub.add_parser("incremental", help="hourly dbt run on a 10M-event history vs a 100k one")
+    inc = sub.add_parser("incremental", help="hourly run (extract + build) after one bulk load of a 10M-event "
+                                             "history vs a 100k one, per warehouse and density")
+    inc.add_argument("--warehouse", default="duckdb",
+                     help="duckdb, postgres or both comma-separated (default duckdb)")
+    inc.add_argument("--density", default="real",
+                     help="real (the bot's rate: history replicated back in time), dense (25x the rate: "
+                          "~10M over 30 days) or both comma-separated (default real)")
     inc.add_argument("--small", type=int, default=100_000, help="events in the small history")
     inc.add_argument("--large", type=int, default=10_000_000, help="events in the large history")
     inc.add_argument("--seed", type=int, default=3)
     inc.add_argument("--json", dest="json_path", help="also write the figures to this file")
+    inc.add_argument("--pg-dsn", help="admin DSN used to create the scratch databases (the source, PostgreSQL "
+                                      "warehouses; default OPS_BENCH_PG_DSN or postgres@127.0.0.1:5432)")
     inc.set_defaults(func=_incremental)
     cc = sub.add_parser("change-capture", help="the hourly extract's extra cost of the hot window and of the "
                                                "full reconcile, at the month's volume and a multiple of it")
@@ -55,7 +63,12 @@ def _extract(args: argparse.Namespace) -> int:
 def _incremental(args: argparse.Namespace) -> int:
     from orchestration.lib.bench.incremental_bench import main
 
-    return main(args.small, args.large, args.seed, args.json_path)
+    return main(_list(args.warehouse), _list(args.density), args.small, args.large, args.seed, args.json_path,
+                args.pg_dsn)
+
+
+def _list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _change_capture(args: argparse.Namespace) -> int:

@@ -129,6 +129,9 @@ class ExtractResult:
     quarantine_open: int = 0  # entries still open after this run (all runs)
     data_from: datetime | None = None  # where the table's live data starts (its partition column)
     first_load: bool = False
+    # ANALYZE ran on the raw table (PostgreSQL, after a first load or a read that changed many rows)
+    analyzed: bool = False
+    loaded_through: datetime | None = None  # the newest _loaded_at this run stamped
     seconds: float = 0.0
 
     def _total(self, name: str) -> int:
@@ -273,12 +276,13 @@ def extract_table(source: Location, warehouse: Location, table: str,
                     f"another extract of {table} is running: waited {settings.pg_timeouts().lock:g} s for its "
                     f"lock and gave up (lock_timeout, OPS_PG_LOCK_TIMEOUT_SECONDS)") from None
         source_now = session.now()
-        stamps = _Stamps(datetime.now(timezone.utc))
+        state = _read_state(wh, dialect, table)
+        # read inside the lock: no other extract of this table can stamp rows until we commit
+        stamps = _Stamps(datetime.now(timezone.utc), _newest_stamp(wh, spec, state))
         columns = inspect_columns(session.rows, relation, source.is_postgres)
         previous = _previous_columns(wh, dialect, table)
         plan = plan_read(spec, relation, columns, source.is_postgres, previous or None)
-        _record_columns(wh, dialect, table, columns, previous, stamps.base)
-        state = _read_state(wh, dialect, table)
+        _record_columns(wh, dialect, table, columns, previous, stamps.now)
         cursor_before = state.get("cursor_value")
         overlap = request.overlap if request.overlap is not None else timedelta(minutes=settings.overlap_minutes())
         hot_window = request.hot_window if request.hot_window is not None else timedelta(
@@ -302,7 +306,7 @@ def extract_table(source: Location, warehouse: Location, table: str,
         if request.mode != "backfill":
             result.cursor_after = _advance_cursor(cursor_before, result.counts.newest_cursor, source_now)
 
-        full_due = _full_reconcile_due(state, request, stamps.base, result.first_load)
+        full_due = _full_reconcile_due(state, request, stamps.now, result.first_load)
         if full_due:
             result.reconciles.append(_reconcile(reader, Scope("full", everything=True), "full", stamps))
         elif (request.mode == "incremental" and cursor_before is not None and not spec.mutable
@@ -315,8 +319,12 @@ def extract_table(source: Location, warehouse: Location, table: str,
         if spec.partition:
             result.data_from = _scalar_or_none(wh, f'select min("{spec.partition}") from {RAW_SCHEMA}.{table} '
                                                    "where _deleted_at is null")
+        if warehouse.is_postgres and _analyze_due(wh, spec, result):
+            _analyze(wh, spec)
+            result.analyzed = True
+        result.loaded_through = stamps.newest
         result.seconds = time.perf_counter() - started
-        _write_state(wh, dialect, spec, result, stamps.base, reconciled_fully)
+        _write_state(wh, dialect, spec, result, stamps.now, reconciled_fully)
         wh.commit() if warehouse.is_postgres else wh.execute("commit")
         return result
     except BaseException as exc:
@@ -419,15 +427,71 @@ def failed_tables(warehouse: Location, run_id: str) -> dict[str, str]:
 
 class _Stamps:
     """_loaded_at of each read of a run: one instant per read (a microsecond apart), so a read's
-    deletion marks and snapshots are told from another's."""
+    deletion marks and snapshots are told from another's.
 
-    def __init__(self, base: datetime) -> None:
-        self.base = base
+    Strictly after every stamp the table already holds, even when the clock stepped back (NTP, a
+    restored VM): base = max(now, the table's previous newest stamp + 1 ms). dbt's incremental
+    filter is strict (``_loaded_at > max(_loaded_at)`` of the model, macros/incremental.sql), so a
+    run's rows are always newer than what the previous dbt run saw, however they were loaded (a
+    bulk first load stamps every row alike, and the next run still reads only the new ones).
+    ``now`` stays the wall clock for the bookkeeping (last_run_at: the staleness alert)."""
+
+    STEP = timedelta(milliseconds=1)
+
+    def __init__(self, now: datetime, previous: datetime | None = None) -> None:
+        self.now = now
+        self.base = now if previous is None else max(now, _as_utc(previous) + self.STEP)
         self.n = 0
 
     def next(self) -> datetime:
         self.n += 1
         return self.base + timedelta(microseconds=self.n)
+
+    @property
+    def newest(self) -> datetime:
+        """The last stamp handed out (base itself when none was)."""
+        return self.base + timedelta(microseconds=self.n)
+
+
+def _newest_stamp(wh, spec: TableSpec, state: dict) -> datetime | None:
+    """The newest _loaded_at the table (or its snapshot) holds: raw._extract_state.loaded_through;
+    a warehouse from a release before that column falls back to the largest of its last_run_at
+    (the base of its stamps then) and, once, max(_loaded_at) of the raw table."""
+    if state.get("loaded_through") is not None:
+        return state["loaded_through"]
+    newest = _scalar_or_none(wh, f"select max(_loaded_at) from {RAW_SCHEMA}.{spec.name}")
+    candidates = [_as_utc(v) for v in (newest, state.get("last_run_at")) if v is not None]
+    return max(candidates) if candidates else None
+
+
+# ANALYZE a raw table (PostgreSQL) after a read that changed more than this share of its rows or
+# this many rows, and after every first load. The share is autovacuum's own default
+# (autovacuum_analyze_scale_factor 0.1), for servers where autovacuum is off or lags behind a bulk
+# load; the absolute bound keeps a 10M-row table from going 1M rows (days of events) without
+# fresh statistics. ANALYZE samples a fixed 30k rows (default_statistics_target 100): about 0.1-0.3 s
+# whatever the table's size, against several seconds to merge 100k rows.
+ANALYZE_MIN_SHARE = 0.1
+ANALYZE_MIN_ROWS = 100_000
+
+
+def _analyze_due(wh, spec: TableSpec, result: ExtractResult) -> bool:
+    if result.first_load:
+        return result.rows_inserted > 0
+    changed = result.rows_inserted + result.rows_updated + result.rows_marked_deleted
+    if changed == 0:
+        return False
+    if changed > ANALYZE_MIN_ROWS:
+        return True
+    # reltuples: the row count at the last ANALYZE/VACUUM/index build (-1: never counted)
+    known = _scalar_or_none(wh, f"select reltuples from pg_class where oid = '{RAW_SCHEMA}.{spec.name}'::regclass")
+    return known is None or known < 0 or changed > ANALYZE_MIN_SHARE * known
+
+
+def _analyze(wh, spec: TableSpec) -> None:
+    """Inside the extract's transaction: ANALYZE samples the rows this transaction wrote too."""
+    wh.execute(f"analyze {RAW_SCHEMA}.{spec.name}")
+    if spec.snapshot_table:
+        wh.execute(f"analyze {RAW_SCHEMA}.{spec.snapshot_table}")
 
 
 class _Reader:
@@ -539,7 +603,7 @@ def _reconcile(reader: _Reader, scope: Scope, label: str, stamps: _Stamps) -> Re
         after.update(_stats(reader.session.rows(reader.plan.bucket_stats_query(repair))))
         after_raw.update(_stats(rows(reader.wh, raw_bucket_stats_sql(reader.spec, reader.d, repair))))
     report.unresolved = [bucket_label(b) for b in differing if after.get(b) != after_raw.get(b)]
-    _log_reconcile(reader, label, differing, source_stats, raw_stats, set(report.unresolved), stamps.base)
+    _log_reconcile(reader, label, differing, source_stats, raw_stats, set(report.unresolved), stamps.now)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -648,7 +712,10 @@ def _write_state(wh, d: Dialect, spec: TableSpec, r: ExtractResult, at: datetime
         "rows_deleted": str(r.rows_marked_deleted), "rows_quarantined": str(r.rows_newly_quarantined),
         "source_relation": _lit(r.source_relation), "last_status": "'succeeded'", "last_error": "null",
         "data_from": _ts(_as_utc(r.data_from) if r.data_from else None),
+        "loaded_through": _ts(r.loaded_through),
     }
+    if r.analyzed:
+        values["last_analyzed_at"] = _ts(at)
     if reconciled:
         values.update(last_reconciled_at=_ts(at), last_reconcile_run_id=_lit(r.run_id),
                       reconcile_unresolved=_lit(unresolved))

@@ -6,7 +6,10 @@ the way in unless the source column is ``jsonb``); staging parses them.
 
 Bookkeeping columns, on every raw table:
 - ``_loaded_at``  when the extractor last wrote the row (insert, change, deletion mark); the
-                  incremental watermark for dbt.
+                  incremental watermark for dbt. Strictly growing per table: each run stamps
+                  after the table's newest stamp (``_extract_state.loaded_through``), even when
+                  the clock stepped back, so dbt's filter ``_loaded_at > max(_loaded_at)`` needs
+                  no lookback, whether rows came in one bulk load or hour by hour.
 - ``_row_hash``   md5 of the row as the SOURCE prints it (computed in the source query, over the
                   columns the source has): tells a changed row from an unchanged re-read, and
                   adds up per day for the reconciliation against the source.
@@ -219,6 +222,9 @@ EXTRACT_STATE_COLUMNS = {
     "last_reconcile_run_id": "text",
     "reconcile_unresolved": "text",  # days still differing after the last reconcile's repair
     "data_from": "timestamptz",  # the earliest partition value among live rows (the hour spine's start)
+    # the newest _loaded_at stamped in the table: the next run stamps strictly after it
+    "loaded_through": "timestamptz",
+    "last_analyzed_at": "timestamptz",  # the last run that ran ANALYZE on the table (PostgreSQL)
 }
 
 QUARANTINE_COLUMNS = {

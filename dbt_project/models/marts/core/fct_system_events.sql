@@ -16,13 +16,14 @@
 }}
 
 {#-
-    Incremental on the extractor's watermark: each run re-reads the staging rows loaded in the
-    last `fct_lookback_hours` (may be fractional) before the newest _loaded_at already here, so
-    rows loaded late and deletion marks (the extractor bumps _loaded_at when it marks a row
-    deleted) are merged (delete+insert on event_id works the same on DuckDB and PostgreSQL).
-    The extractor's _loaded_at only grows (one extract of a table at a time, stamped inside its
-    lock), so the short default lookback only guards against clock adjustments; a long one
-    makes every run within it re-read the last bulk load.
+    Incremental on the extractor's watermark: each run reads the staging rows loaded after the
+    newest _loaded_at already here, so rows loaded late and deletion marks (the extractor stamps
+    a row anew when it marks it deleted) are merged (delete+insert on event_id works the same on
+    DuckDB and PostgreSQL). The filter is strict: the extractor's _loaded_at only grows per table
+    (one extract of a table at a time, stamped inside its lock, each run after the table's newest
+    stamp even when the clock stepped back), so a bulk first load — every row stamped alike — is
+    not re-read by the next run. `fct_lookback_hours` (default 0; may be fractional) re-reads
+    that many hours more, for a manual re-read.
 -#}
 
 with
