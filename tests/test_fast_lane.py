@@ -106,3 +106,51 @@ def test_the_lane_schedule_skips_while_a_lane_run_is_in_flight(tmp_path):
         _run(instance, JOB_NAME, dg.DagsterRunStatus.QUEUED)
         result = schedule.evaluate_tick(context)
         assert not result.run_requests and "still queued" in (result.skip_message or "")
+
+
+def test_follow_with_incidents_writes_the_bots_rows_as_the_clock_reaches_them(tmp_path):
+    """The bench's driver: the engine's incidents placed by bench latency's plan, written in two
+    steps (history, then the clock) into a DuckDB source."""
+    from orchestration.lib.bench.latency_bench import first_rows, plan
+    from orchestration.lib.db import connect
+    from orchestration.lib.simulator.follow import LiveTimeline
+    from orchestration.lib.source.schema import create_source_schema
+
+    from orchestration.lib.settings import Location
+
+    source = Location.parse(str(tmp_path / "source.duckdb"))
+    create_source_schema(source)
+    follow = datetime(2026, 9, 1, 12, 20, tzinfo=timezone.utc)
+    incidents = plan(follow, 600, seed=1)
+    live = LiveTimeline(source, seed=1, start=follow - timedelta(hours=3), end=follow + timedelta(hours=1),
+                        incidents=incidents)
+    firsts = first_rows(live, incidents)
+    # the breaker logs circuit_breaker_stuck an hour after it opened: 5 % into the run
+    assert firsts["circuit_breaker"] == pytest.approx(follow + timedelta(seconds=30), abs=timedelta(seconds=1))
+    # the shutdown is one 120 min after the last success before it (by 10 % of the run)
+    assert follow - timedelta(minutes=30) < firsts["shutdown"] <= follow + timedelta(seconds=60)
+    spike, burst = follow + timedelta(seconds=300), follow + timedelta(seconds=300)
+    assert spike <= firsts["error_spike"] < spike + timedelta(minutes=5)
+    assert burst <= firsts["null_tweet_id"] < burst + timedelta(minutes=45)
+
+    history = live.write_until(follow)
+    assert history["system_events"] > 500 and history["decisions"] > 0
+    assert live.write_until(follow) == {}  # nothing twice
+    with connect(source) as conn:
+        def count(sql: str) -> int:
+            return conn.execute(sql).fetchone()[0]
+        assert count("select count(*) from system_events") == history["system_events"]
+        assert count("select count(*) from system_events where event_type = 'circuit_breaker_stuck'") == 0
+    later = live.write_until(follow + timedelta(minutes=10))
+    assert later["system_events"] > 0
+    with connect(source) as conn:
+        assert conn.execute("select count(*) from system_events where event_type = 'circuit_breaker_stuck'"
+                            ).fetchone()[0] == 1
+        assert conn.execute("select count(*), count(distinct id) from system_events").fetchone()[0] == \
+            history["system_events"] + later["system_events"]
+        # no successful post while the shutdown and the breaker hold the queue
+        held = conn.execute(
+            "select count(*) from system_events where event_type in ('POST_SUCCESS', 'REPLY_SUCCESS') "
+            f"and created_at >= timestamptz '{(firsts['shutdown'] - timedelta(minutes=119)).isoformat()}' "
+            f"and created_at < timestamptz '{(follow + timedelta(seconds=200)).isoformat()}'").fetchone()[0]
+        assert held == 0

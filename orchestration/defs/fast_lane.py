@@ -17,7 +17,7 @@ from dagster_dbt import build_dbt_asset_selection
 from orchestration.defs.extract.assets import extract_assets
 from orchestration.defs.schedules import SERIAL_TAG
 from orchestration.defs.transform.dbt_assets import ops_dbt_models
-from orchestration.lib.fast_lane import DBT_EXCLUDE, DBT_SELECT, JOB_NAME, lane_cron
+from orchestration.lib.fast_lane import DBT_SELECT, JOB_NAME, lane_cron
 from orchestration.lib.settings import alert_lane_minutes
 
 # the extract assets with their own checks (quarantine, drift, reconcile: computed by the extract
@@ -25,7 +25,7 @@ from orchestration.lib.settings import alert_lane_minutes
 # (not the GX suites nor the dbt source tests on raw: they stay in the hourly job)
 _EXTRACT = dg.AssetSelection.assets(*extract_assets).without_checks() | dg.AssetSelection.checks(
     *[spec.key for a in extract_assets for spec in a.check_specs])
-_MODELS = build_dbt_asset_selection([ops_dbt_models], dbt_select=DBT_SELECT, dbt_exclude=DBT_EXCLUDE).without_checks()
+_MODELS = build_dbt_asset_selection([ops_dbt_models], dbt_select=DBT_SELECT).without_checks()
 # the full reconcile stays in the hourly job (when due); the lane only reads what is new
 _NO_RECONCILE = {"ops": {a.node_def.name: {"config": {"reconcile": False}} for a in extract_assets}}
 

@@ -17,8 +17,8 @@ raw._extract_state                         stale_source (written by the extracti
 =========================================  =============================================================
 
 These models carry the dbt tag ``alert_lane`` (dbt_project.yml); the lane builds ``+tag:alert_lane``
-(them and everything upstream, seeds excluded: they change with a deploy, the hourly job loads them)
-without data tests. Not in the lane: ``mart_error_templates`` (new_error_template: the template
+(them and everything upstream, the two small seeds they read included: a lane run may come before
+the first hourly run) without data tests. Not in the lane: ``mart_error_templates`` (new_error_template: the template
 miner) and ``mart_anomalies`` (anomaly: the detector); their rules read what the hourly job left.
 
 Every source table is extracted (the models above read all five), incrementally and without the
@@ -40,9 +40,8 @@ from pathlib import Path
 from orchestration.lib.settings import Location
 
 ALERT_LANE_TAG = "alert_lane"
-# dbt selection of the lane: the tagged models and their parents, without the seeds
+# dbt selection of the lane: the tagged models and their parents
 DBT_SELECT = f"+tag:{ALERT_LANE_TAG}"
-DBT_EXCLUDE = "resource_type:seed"
 JOB_NAME = "alert_fast_lane"
 
 
@@ -61,7 +60,7 @@ def dbt_lane_args(as_of: str | None = None) -> list[str]:
     """``dbt build`` of the lane's models, no data tests nor unit tests."""
     from orchestration.lib.build import dbt_build_args, time_floor_var
 
-    args = dbt_build_args(as_of, extra_vars=time_floor_var(), select=DBT_SELECT, exclude=DBT_EXCLUDE)
+    args = dbt_build_args(as_of, extra_vars=time_floor_var(), select=DBT_SELECT)
     return args + ["--exclude-resource-type", "test"]
 
 
@@ -105,5 +104,5 @@ def run_fast_lane(source: Location, warehouse: Location, channels, *, now: datet
                       tick_seconds=done - built, rows_inserted=inserted, tick_summary=tick.summary_line())
 
 
-__all__ = ["ALERT_LANE_TAG", "DBT_EXCLUDE", "DBT_SELECT", "JOB_NAME", "LaneResult", "dbt_lane_args",
+__all__ = ["ALERT_LANE_TAG", "DBT_SELECT", "JOB_NAME", "LaneResult", "dbt_lane_args",
            "lane_cron", "lane_tables", "run_fast_lane"]
