@@ -111,7 +111,7 @@ def test_the_lane_schedule_skips_while_a_lane_run_is_in_flight(tmp_path):
 def test_follow_with_incidents_writes_the_bots_rows_as_the_clock_reaches_them(tmp_path):
     """The bench's driver: the engine's incidents placed by bench latency's plan, written in two
     steps (history, then the clock) into a DuckDB source."""
-    from orchestration.lib.bench.latency_bench import first_rows, plan
+    from orchestration.lib.bench.latency_bench import _simulate
     from orchestration.lib.db import connect
     from orchestration.lib.simulator.follow import LiveTimeline
     from orchestration.lib.source.schema import create_source_schema
@@ -121,14 +121,14 @@ def test_follow_with_incidents_writes_the_bots_rows_as_the_clock_reaches_them(tm
     source = Location.parse(str(tmp_path / "source.duckdb"))
     create_source_schema(source)
     follow = datetime(2026, 9, 1, 12, 20, tzinfo=timezone.utc)
-    incidents = plan(follow, 600, seed=1)
-    live = LiveTimeline(source, seed=1, start=follow - timedelta(hours=3), end=follow + timedelta(hours=1),
-                        incidents=incidents)
-    firsts = first_rows(live, incidents)
+    live, firsts = _simulate(source, 1, follow - timedelta(hours=3), follow + timedelta(hours=1), follow, 600)
+    incidents = live.timeline.book.incidents
     # the breaker logs circuit_breaker_stuck an hour after it opened: 5 % into the run
     assert firsts["circuit_breaker"] == pytest.approx(follow + timedelta(seconds=30), abs=timedelta(seconds=1))
-    # the shutdown is one 120 min after the last success before it (by 10 % of the run)
-    assert follow - timedelta(minutes=30) < firsts["shutdown"] <= follow + timedelta(seconds=60)
+    # the shutdown is one 120 min after the last success before it: placed at 10 % of the run
+    # (within a minute), before the recovery at 45 %
+    assert follow < firsts["shutdown"] <= follow + timedelta(seconds=120)
+    assert len(incidents) == 4
     spike, burst = follow + timedelta(seconds=300), follow + timedelta(seconds=300)
     assert spike <= firsts["error_spike"] < spike + timedelta(minutes=5)
     assert burst <= firsts["null_tweet_id"] < burst + timedelta(minutes=45)

@@ -112,7 +112,9 @@ class LiveTimeline:
     history; later calls follow the clock (``hi`` = now). Returns the rows written per table."""
 
     def __init__(self, target: Location, *, seed: int, start: datetime, end: datetime,
-                 incidents: list | None = None) -> None:
+                 incidents: list | None = None, steps=None) -> None:
+        """``steps``: more of the engine's actions to schedule before the timeline runs, as a
+        callable taking the ``Timeline`` (e.g. a planner catch-up before an incident)."""
         from orchestration.lib.simulator import background
         from orchestration.lib.simulator.incidents import IncidentBook
 
@@ -123,6 +125,8 @@ class LiveTimeline:
         self.timeline.book = IncidentBook(list(incidents or []))
         for incident in self.timeline.book.incidents:
             background.INCIDENT_STEPS[incident.kind](self.timeline, incident)
+        if steps is not None:
+            steps(self.timeline)
         self.events: list[tuple] = []
         self.attempts: list[tuple] = []
         self.scraper_runs: list[tuple] = []
