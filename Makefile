@@ -46,9 +46,12 @@ prod-smoke: install
 bench: install
 	$(BIN)/ops-warehouse bench extract --rows 1000000 --json benchmarks/results/extract.json
 
+# the dev instance runs one warehouse writer at a time (the hourly job, the alert fast lane), as
+# deploy/dagster.yaml does: both carry the run tag ops-warehouse/serial=warehouse_writer
 dev: install
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || printf "telemetry:\n  enabled: false\n" > $(DAGSTER_HOME)/dagster.yaml
+	grep -q "ops-warehouse/serial" $(DAGSTER_HOME)/dagster.yaml || printf "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n  config:\n    tag_concurrency_limits:\n      - key: ops-warehouse/serial\n        value: warehouse_writer\n        limit: 1\n" >> $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m orchestration.definitions
 
 clean:

@@ -9,6 +9,7 @@ from orchestration.defs.alerts.sensors import alert_sensors
 from orchestration.defs.analyst_copy import build_analyst_copy_asset
 from orchestration.defs.error_analytics.assets import mart_error_templates
 from orchestration.defs.extract.assets import extract_assets, quarantine_spec
+from orchestration.defs.fast_lane import alert_fast_lane_job, alert_fast_lane_schedule
 from orchestration.defs.quality.anomalies import anomaly_assets
 from orchestration.defs.quality.contract_checks import contract_asset_checks
 from orchestration.defs.quality.gx_checks import gx_asset_checks
@@ -22,8 +23,8 @@ defs = dg.Definitions(
     # the analysts' read-only copy of a DuckDB warehouse: the job's last asset, after all the others
     assets=[*job_assets, quarantine_spec, build_analyst_copy_asset(after=job_assets), *report_assets],
     asset_checks=[*gx_asset_checks, *contract_asset_checks],
-    jobs=[extract_and_build_job, *report_jobs.values()],
-    schedules=[hourly_extract_and_build, *report_schedules],
+    jobs=[extract_and_build_job, alert_fast_lane_job, *report_jobs.values()],
+    schedules=[hourly_extract_and_build, alert_fast_lane_schedule, *report_schedules],
     sensors=alert_sensors,
     resources={"ops_locations": ops_locations_from_env(), "dbt": dbt_resource()},
     # in-process: measured faster than multiprocess for this graph on 2 cores. A step runs once its

@@ -304,6 +304,38 @@ def craft(loc: Location, skip: tuple[str, ...] = ()) -> None:
                 conn.execute(stmt)
 
 
+def test_an_hour_in_progress_is_compared_with_a_prorated_threshold(warehouse) -> None:
+    """null_tweet_ids / error_rate_increase read the hour in progress too (the fast lane builds it
+    every few minutes): its count against the hourly threshold prorated to the elapsed share, never
+    below half of it. Here as a "> 10 an hour" rule."""
+    craft(warehouse)
+    rule = replace(BUILTIN_RULES["null_tweet_ids"], condition=Threshold(">", 10))
+    hour = T0 + timedelta(hours=1)  # the hour in progress; T0's hour (6 NULLs) ends before the window
+
+    def value_at(n: int, minutes: float):
+        with connect(warehouse) as conn:
+            conn.execute("delete from marts.mart_posting_health_hourly where hour_start >= " + ts(1))
+            conn.execute(f"insert into marts.mart_posting_health_hourly values ({ts(1)}, {ts(2)}, {n}, 0)")
+        [c] = [c for c in observe(warehouse, [rule], hour + timedelta(minutes=minutes)).conditions]
+        return c
+
+    spike = value_at(40, 5)  # 40 in the first 5 minutes: pages now
+    assert spike.active and spike.value == pytest.approx(80)
+    assert spike.details["in_progress"] and spike.details["prorated_threshold"] == pytest.approx(5)
+    assert not value_at(3, 5).active  # 3 in 5 minutes: not a rate yet (6 < 10)
+    assert not value_at(7, 45).active and value_at(8, 45).active  # at 45 min: the pace, n / 0.75
+    assert value_at(11, 1).active  # over the hourly threshold already: it can only grow
+    # complete hours are compared as they are: 9 in the hour before (evaluated at 14:05) pages not
+    late = value_at(9, 65)
+    assert not late.active and late.value == 9 and "in_progress" not in late.details
+
+    # error_rate_increase: 12 errors in the first 20 minutes vs a baseline of 8 an hour: +200 %
+    with connect(warehouse) as conn:
+        conn.execute(f"insert into marts.mart_error_trends_hourly values ({ts(1)}, {ts(2)}, 'total', 'all', 12, 8)")
+    [c] = observe(warehouse, [BUILTIN_RULES["error_rate_increase"]], hour + timedelta(minutes=20)).conditions
+    assert c.active and c.value == pytest.approx(200) and c.details["in_progress"]
+
+
 def test_builtin_rules_on_a_crafted_warehouse(warehouse, tmp_path) -> None:
     craft(warehouse)
     rules_file = tmp_path / "rules.yml"

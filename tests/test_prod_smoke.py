@@ -366,7 +366,7 @@ def test_compose_stack_without_docker(pg_databases, tmp_path):
         run = wait_for("the scheduled extract_and_build run to succeed", finished_run,
                        remaining(reserve=SENSOR_TICK_SECONDS + 10), stack, interval=2)
         mark("run succeeded")
-        assert {"key": "ops-warehouse/serial", "value": EXTRACT_JOB} in run["tags"]  # the run queue's limit
+        assert {"key": "ops-warehouse/serial", "value": "warehouse_writer"} in run["tags"]  # the run queue's limit
 
         def sensor_evaluated_after_run():
             ticks = sensor_ticks(url, RUN_SENSOR)

@@ -17,8 +17,11 @@ def extract_cron() -> str:
 
 
 # The run queue (deploy/dagster.yaml tag_concurrency_limits) lets one run with this tag run at a
-# time: Dagster gives runs no job-name tag of its own to limit on.
-SERIAL_TAG = {"ops-warehouse/serial": "extract_and_build"}
+# time: Dagster gives runs no job-name tag of its own to limit on. Every job that writes the
+# warehouse carries it: this one and the alert fast lane (orchestration/defs/fast_lane.py), so the
+# two never write the warehouse at once (a DuckDB file takes one writer; on PostgreSQL two
+# builds of the same incremental models would race).
+SERIAL_TAG = {"ops-warehouse/serial": "warehouse_writer"}
 
 extract_and_build_job = dg.define_asset_job(
     name="extract_and_build",

@@ -256,6 +256,22 @@ def reconcile_interval_hours() -> float:
     return _positive_float("OPS_RECONCILE_INTERVAL_HOURS", "24")
 
 
+def alert_lane_minutes() -> int:
+    """Every how many minutes the alert fast lane runs (OPS_ALERT_LANE_MINUTES, default 5): extract
+    the new rows, build only the models the alert rules read, evaluate the rules. A whole number of
+    minutes dividing 60 (the schedule is the cron ``*/N * * * *``, so the lane runs at the same
+    minutes of every hour); 0 turns the lane's schedule off (the hourly job alone, as before)."""
+    value = (os.environ.get("OPS_ALERT_LANE_MINUTES") or "5").strip()
+    try:
+        minutes = int(value)
+    except ValueError:
+        raise ValueError(f"OPS_ALERT_LANE_MINUTES must be a whole number of minutes, got {value!r}") from None
+    if minutes < 0 or (minutes and 60 % minutes):
+        raise ValueError(f"OPS_ALERT_LANE_MINUTES must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) "
+                         f"or be 0 (off), got {value!r}")
+    return minutes
+
+
 def time_floor() -> datetime:
     """Timestamps before this (a wrong clock, an epoch default) are quarantined."""
     value = os.environ.get("OPS_TIME_FLOOR", "2020-01-01T00:00:00+00:00")

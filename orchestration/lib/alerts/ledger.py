@@ -305,23 +305,64 @@ def _consecutive_failures(c: _Conn, rule: RuleSpec, now: datetime, start: dateti
             for job, (n, _b, last) in sorted(streaks.items())]
 
 
+# A rule reading hour buckets also reads the hour in progress (the fast lane builds it every few
+# minutes): its count is projected to the whole hour, n / max(elapsed share, min share), and the
+# projection is compared with the rule's hourly threshold; equivalently the count is compared with
+# the threshold prorated to the elapsed share, never below params.partial_min_share (default 0.5)
+# of it. So at 10:05 (share 1/12) a "> 10 an hour" rule pages on 40 events (projected 80) and not
+# on 3 (projected 6: 3 events in 5 minutes are not yet a rate); from half past on the projection
+# is the plain pace, n / share. A count can only grow, so a count already over the hourly
+# threshold always fires. Buckets that are complete are compared as they are.
+PARTIAL_MIN_SHARE = 0.5
+
+
+def prorate(n: float, bucket_start: datetime, bucket_end: datetime, now: datetime,
+            min_share: float = PARTIAL_MIN_SHARE) -> tuple[float, float | None]:
+    """(value, share): a bucket's count as compared with an hourly threshold, and the elapsed
+    share of a bucket in progress (None when it is complete)."""
+    bucket_start, bucket_end = _utc(bucket_start), _utc(bucket_end)
+    if bucket_end <= now:
+        return float(n), None
+    share = max(0.0, (now - bucket_start) / (bucket_end - bucket_start))
+    return float(n) / max(share, min_share, 1e-9), share
+
+
+def _bucket_details(hour: Any, n: float, share: float | None, rule: RuleSpec, min_share: float) -> dict[str, Any]:
+    details: dict[str, Any] = {"hour_start": _iso(_utc(hour))}
+    if share is not None:
+        details.update(in_progress=True, elapsed_minutes=round(share * 60, 1), count_so_far=n,
+                       prorated_threshold=round(rule.condition.threshold * max(share, min_share), 3))
+    return details
+
+
+def _min_share(rule: RuleSpec) -> float:
+    return float(rule.params.get("partial_min_share", PARTIAL_MIN_SHARE))
+
+
 def _error_rate(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    """The last complete hour, or the hour in progress (prorated, see ``prorate``) when it is
+    the higher; vs the mean of the 24 hours before."""
     dimension = str(rule.params.get("dimension", "total"))
     min_errors = float(rule.params.get("min_errors", 0))
+    min_share = _min_share(rule)
     rows = c.execute(
-        """select dimension_value, hour_start, n_errors, baseline_24h from marts.mart_error_trends_hourly
-           where dimension = ? and hour_end > ? and hour_end <= ? order by dimension_value, hour_start desc""",
+        """select dimension_value, hour_start, hour_end, n_errors, baseline_24h from marts.mart_error_trends_hourly
+           where dimension = ? and hour_end > ? and hour_start < ? order by dimension_value, hour_start desc""",
         [dimension, start, now])
-    out, seen = [], set()
-    for subject, hour, n, baseline in rows:
-        if subject in seen:
-            continue
-        seen.add(subject)
+    best: dict[str, tuple] = {}
+    for subject, hour, hour_end, n, baseline in rows:
         n = float(n or 0)
-        pct = None if not baseline else (n - float(baseline)) / float(baseline) * 100.0
-        out.append(_Obs(str(subject), pct, {"hour_start": _iso(_utc(hour)), "n_errors": n,
-                                            "baseline_24h": None if baseline is None else float(baseline)},
-                        eligible=pct is not None and n >= min_errors))
+        projected, share = prorate(n, hour, hour_end, now, min_share)
+        pct = None if not baseline else (projected - float(baseline)) / float(baseline) * 100.0
+        previous = best.get(subject)
+        if previous is None or (pct is not None and (previous[0] is None or pct > previous[0])):
+            best[subject] = (pct, hour, n, baseline, share)
+    out = []
+    for subject, (pct, hour, n, baseline, share) in best.items():
+        details = {"n_errors": n, "baseline_24h": None if baseline is None else float(baseline),
+                   **_bucket_details(hour, n, share, rule, min_share)}
+        details.pop("prorated_threshold", None)  # the threshold is a percentage, not a count
+        out.append(_Obs(str(subject), pct, details, eligible=pct is not None and n >= min_errors))
     return out
 
 
@@ -334,14 +375,19 @@ def _errors_per_hour(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -
 
 
 def _null_tweet_ids(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    """The worst hour of the window: the last complete hour, or the hour in progress with its
+    count prorated (``prorate``: the fast lane builds it every few minutes)."""
+    min_share = _min_share(rule)
     rows = c.execute(
-        """select hour_start, n_null_tweet_id from marts.mart_posting_health_hourly
-           where hour_end > ? and hour_end <= ? order by n_null_tweet_id desc, hour_start desc""",
+        """select hour_start, hour_end, n_null_tweet_id from marts.mart_posting_health_hourly
+           where hour_end > ? and hour_start < ? order by hour_start desc""",
         [start, now])
     if not rows:
         return [_Obs("posting", 0)]
-    hour, n = rows[0]
-    return [_Obs("posting", n or 0, {"hour_start": _iso(_utc(hour))})]
+    scored = [(*prorate(float(n or 0), hour, hour_end, now, min_share), hour, float(n or 0))
+              for hour, hour_end, n in rows]
+    value, share, hour, n = max(scored, key=lambda r: r[0])
+    return [_Obs("posting", value, _bucket_details(hour, n, share, rule, min_share))]
 
 
 def _circuit_breaker(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:

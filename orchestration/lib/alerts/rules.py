@@ -155,14 +155,18 @@ BUILTIN_RULES: dict[str, RuleSpec] = {r.name: r for r in (
        "A job's trailing run of consecutive failures (intermediate.int_job_runs).",
        labels={"scope": "job"}),
     _b("error_rate_increase", ">", 50, timedelta(hours=1), "warning",
-       "Errors of the last complete hour vs the mean of the 24 hours before, in percent "
-       "(marts.mart_error_trends_hourly).",
+       "Errors of the last complete hour, or of the hour in progress projected to a whole hour "
+       "(n / max(elapsed share, params.partial_min_share 0.5)), vs the mean of the 24 hours before, "
+       "in percent (marts.mart_error_trends_hourly).",
        params={"dimension": "total", "min_errors": 5}, labels={"scope": "system"}, delivery="digest"),
     _b("errors_per_hour", ">", 10, timedelta(hours=1), "warning",
-       "Error events in the window (marts.fct_system_events).", labels={"scope": "system"},
+       "Error events in the window (marts.fct_system_events): a rolling window ending at the "
+       "evaluation, always a whole hour of data (no bucket in progress).", labels={"scope": "system"},
        delivery="digest"),
     _b("null_tweet_ids", ">", 5, timedelta(hours=1), "warning",
-       "Posted decisions without a tweet id, in the last complete hour "
+       "Posted decisions without a tweet id, in the last complete hour or in the hour in progress "
+       "projected to a whole hour: n / max(elapsed share, params.partial_min_share 0.5), i.e. the "
+       "count against the threshold prorated to the elapsed share, at least half of it "
        "(marts.mart_posting_health_hourly).", labels={"scope": "posting"}),
     _b("circuit_breaker", ">", 0, timedelta(hours=6), "critical",
        "A circuit breaker opened or stuck open and not reset since (marts.fct_system_events).",

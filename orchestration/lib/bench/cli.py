@@ -52,6 +52,18 @@ def add_parser(subparsers) -> None:
     al.add_argument("--from-json", help="recompute the figures of a saved --json run (no simulation)")
     al.add_argument("--json", dest="json_path", help="also write the figures to this file")
     al.set_defaults(func=_alerts)
+    lat = sub.add_parser("latency", help="event-to-notification latency of the alert fast lane: the simulator "
+                                         "follows the clock into a PostgreSQL source with incidents while the "
+                                         "lane runs (p50, p95, max per incident kind)")
+    lat.add_argument("--minutes", type=float, default=20, help="minutes of following (default 20)")
+    lat.add_argument("--interval", type=float, default=300,
+                     help="seconds between fast-lane passes (default 300, the lane's default schedule)")
+    lat.add_argument("--seed", type=int, default=7)
+    lat.add_argument("--history-hours", type=float, default=30, help="hours simulated before the run (default 30)")
+    lat.add_argument("--json", dest="json_path", help="also write the figures to this file")
+    lat.add_argument("--pg-dsn", help="admin DSN used to create scratch databases "
+                                      "(default OPS_BENCH_PG_DSN or postgres@127.0.0.1:5432)")
+    lat.set_defaults(func=_latency)
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -87,3 +99,9 @@ def _alerts(args: argparse.Namespace) -> int:
     from orchestration.lib.bench.alerts_bench import main
 
     return main(args.days, args.seed, args.json_path, args.warmup_hours, args.from_json)
+
+
+def _latency(args: argparse.Namespace) -> int:
+    from orchestration.lib.bench.latency_bench import main
+
+    return main(args.minutes, args.interval, args.seed, args.json_path, args.pg_dsn, args.history_hours)

@@ -96,3 +96,87 @@ def _write_batch(target: Location, writer: SourceWriter | None, rows: list[tuple
         duck.abort()
         raise
     duck.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Follow with incidents: a timeline simulated ahead of time, written as the clock reaches its rows
+# ---------------------------------------------------------------------------------------------
+
+
+class LiveTimeline:
+    """The bot's life over [start, end) simulated up front by the engine (``Timeline``, with the
+    given incidents placed by hand and run by the simulator's own incident steps), then written into
+    a source the way the bot writes it: ``write_until(hi)`` appends the events (at their commit
+    time), posting attempts and scraper runs up to ``hi`` and upserts the decisions and heartbeats
+    changed since the last call at their state as of ``hi``. ``start`` .. the first call is the
+    history; later calls follow the clock (``hi`` = now). Returns the rows written per table."""
+
+    def __init__(self, target: Location, *, seed: int, start: datetime, end: datetime,
+                 incidents: list | None = None, steps=None) -> None:
+        """``steps``: more of the engine's actions to schedule before the timeline runs, as a
+        callable taking the ``Timeline`` (e.g. a planner catch-up before an incident)."""
+        from orchestration.lib.simulator import background
+        from orchestration.lib.simulator.incidents import IncidentBook
+
+        self.target = target
+        self.timeline = Timeline(seed=seed, start=to_us(start), end=to_us(end), incidents=False, bot_habits=False)
+        # the incidents, through the engine's own hooks: the book the jobs consult, and the steps
+        # (spikes, breaker events, planner catch-ups) the background schedules for each
+        self.timeline.book = IncidentBook(list(incidents or []))
+        for incident in self.timeline.book.incidents:
+            background.INCIDENT_STEPS[incident.kind](self.timeline, incident)
+        if steps is not None:
+            steps(self.timeline)
+        self.events: list[tuple] = []
+        self.attempts: list[tuple] = []
+        self.scraper_runs: list[tuple] = []
+        for chunk in self.timeline.chunks():
+            self.events += chunk.events
+            self.attempts += chunk.attempts
+            self.scraper_runs += chunk.scraper_runs
+        from orchestration.lib.simulator.model import COMMIT_AT
+
+        self.events.sort(key=lambda e: e[COMMIT_AT])
+        self.attempts.sort(key=lambda r: r[-1])
+        self.scraper_runs.sort(key=lambda r: r[1])
+        self._commit_at = COMMIT_AT
+        self.written_to: int | None = None
+        self._cursor = {"events": 0, "attempts": 0, "runs": 0}
+
+    def _take(self, name: str, rows: list[tuple], index: int, hi: int) -> list[tuple]:
+        lo = self._cursor[name]
+        end = lo
+        while end < len(rows) and rows[end][index] < hi:
+            end += 1
+        self._cursor[name] = end
+        return rows[lo:end]
+
+    def write_until(self, hi_at: datetime) -> dict[str, int]:
+        from orchestration.lib.simulator.simulate import _upsert_decisions, _upsert_heartbeats
+        from orchestration.lib.simulator.writers import METRICS_SCRAPER_RUNS, POSTING_ATTEMPTS
+
+        hi = to_us(hi_at)
+        if self.written_to is not None and hi <= self.written_to:
+            return {}
+        events = self._take("events", self.events, self._commit_at, hi)
+        attempts = self._take("attempts", self.attempts, -1, hi)
+        runs = self._take("runs", self.scraper_runs, 1, hi)
+        writer = open_writer(self.target)
+        try:
+            for shape, rows in ((SYSTEM_EVENTS, events), (POSTING_ATTEMPTS, attempts), (METRICS_SCRAPER_RUNS, runs)):
+                for offset in range(0, len(rows), 50_000):
+                    writer.insert(shape, shape.to_arrow(rows[offset:offset + 50_000]))
+            decisions = _upsert_decisions(writer, self.timeline.decisions, self.written_to, hi, {})
+            heartbeats = _upsert_heartbeats(writer, self.timeline.jobs.values(), hi)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        self.written_to = hi
+        return {"system_events": len(events), "posting_attempts": len(attempts), "metrics_scraper_runs": len(runs),
+                "decisions": decisions, "job_heartbeats": heartbeats}
+
+    def written_rows(self, hi_at: datetime) -> list[tuple]:
+        """The events written by ``hi_at`` (what the incidents' first rows are looked up in)."""
+        hi = to_us(hi_at)
+        return [e for e in self.events if e[self._commit_at] < hi]
