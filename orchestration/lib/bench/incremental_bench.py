@@ -19,6 +19,7 @@ import duckdb
 
 from orchestration.lib.bench import write_figures
 from orchestration.lib.build import build_marts
+from orchestration.lib.db import configure_duckdb
 from orchestration.lib.extract.engine import extract_all
 from orchestration.lib.extract.raw_schema import TABLES
 from orchestration.lib.settings import Location
@@ -45,6 +46,7 @@ def _build_history(month: Location, target: Path, history_rows: int) -> int:
     cut = END - NEW_HOUR
     conn = duckdb.connect(str(target))
     try:
+        configure_duckdb(conn, target)
         conn.execute("set timezone = 'UTC'")
         conn.execute(f"attach '{month.path}' as month (read_only)")
         conn.execute("create schema raw")
@@ -76,6 +78,7 @@ def _land_new_hour(month: Location, target: Path) -> int:
     cut = END - NEW_HOUR
     conn = duckdb.connect(str(target))
     try:
+        configure_duckdb(conn, target)
         conn.execute(f"attach '{month.path}' as month (read_only)")
         conn.execute(f"""
             insert into raw.system_events by name

@@ -695,8 +695,8 @@ def _advance_cursor(before: datetime | None, newest: datetime | None, source_now
 
 
 def _warehouse_connect(warehouse: Location):
-    if not warehouse.is_postgres:
-        return duckdb_connect(warehouse)
+    if not warehouse.is_postgres:  # an extract's own memory limit (OPS_EXTRACT_DUCKDB_MEMORY_LIMIT)
+        return duckdb_connect(warehouse, memory_limit=settings.extract_duckdb_memory_limit())
     conn = postgres_connect(warehouse)
     # the stage is a temp table: room for it in local buffers (settable before its first use);
     # and no wait for the WAL flush at commit: a crash loses rows and cursor together, which
