@@ -58,7 +58,10 @@ def configure_duckdb(conn: duckdb.DuckDBPyConnection, path: Path | None, memory_
     temp = str(duckdb_temp_directory(path))
     current = conn.execute("select current_setting('temp_directory')").fetchall()[0][0]
     if current != temp:  # DuckDB refuses to switch once it has spilled: set only what differs
-        conn.execute("set temp_directory = '" + temp.replace("'", "''") + "'")
+        try:
+            conn.execute("set temp_directory = '" + temp.replace("'", "''") + "'")
+        except duckdb.NotImplementedException:  # this instance has spilled already: keep its folder
+            pass
 
 
 def duckdb_memory_connect(memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
