@@ -14,7 +14,7 @@ shared/performance-notes.md):
 None of them turns rows into Python objects, and none holds more than one batch at a time
 (``OPS_EXTRACT_BATCH_ROWS`` rows, or a COPY chunk): an extract's memory does not grow with the
 table (DuckDB's own is capped by OPS_DUCKDB_MEMORY_LIMIT, past which it spills). ``on_batch`` is
-a hook called after each chunk lands (tests use it to kill a connection mid-read).
+a hook called as each chunk goes in (tests use it to kill a connection mid-read).
 """
 
 from __future__ import annotations
