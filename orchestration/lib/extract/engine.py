@@ -447,8 +447,23 @@ class _Reader:
         else:
             self.wh.execute(sql.stage_ddl())
             self._stream(sql, query, sql.stage)
-            counts = run_merge(self.wh, sql)
+            counts = self._merge(sql)
         return counts
+
+    def _merge(self, sql: MergeSql) -> MergeCounts:
+        """The stage's merge: on DuckDB under the general limit (OPS_DUCKDB_MEMORY_LIMIT), not the
+        extract's: joining a whole-table stage to raw (a full refresh of 10M events) failed at
+        192MB ('failed to pin block'); streaming the stage in stays under the extract's."""
+        if self.d.postgres:
+            return run_merge(self.wh, sql)
+        self.wh.execute(f"set memory_limit = '{settings.duckdb_memory_limit()}'")
+        try:
+            return run_merge(self.wh, sql)
+        finally:
+            try:
+                self.wh.execute(f"set memory_limit = '{settings.extract_duckdb_memory_limit()}'")
+            except Exception:  # an aborted transaction refuses even SET: the original error matters
+                pass
 
     def _stream(self, sql: MergeSql, query: str, target: str, *, loaded_at: bool = False) -> None:
         session = self.session
