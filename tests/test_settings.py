@@ -91,7 +91,44 @@ def test_dbt_gets_the_warehouse_from_the_one_setting(tmp_path):
     assert env["OPS_WAREHOUSE_PG_SSLMODE"] == env["OPS_WAREHOUSE_PG_SSLROOTCERT"] == ""
     duck = Location.parse(str(tmp_path / "w.duckdb"))
     assert dbt_target(duck) == "duckdb"
-    assert dbt_env(duck) == {"OPS_WAREHOUSE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
+    assert dbt_env(duck) == {"OPS_WAREHOUSE_DUCKDB_PATH": str(tmp_path / "w.duckdb"),
+                             "OPS_DUCKDB_MEMORY_LIMIT": "1GB",
+                             "OPS_DUCKDB_TEMP_DIRECTORY": str(tmp_path / "w.duckdb.tmp")}
+
+
+def test_every_duckdb_connection_gets_the_memory_limit_and_a_spill_folder(tmp_path, monkeypatch):
+    from orchestration.lib.db import duckdb_connect, duckdb_memory_connect
+    from orchestration.lib.extract.engine import _warehouse_connect
+
+    def setting(conn, name):
+        return conn.execute(f"select current_setting('{name}')").fetchall()[0][0]
+
+    monkeypatch.delenv("OPS_DUCKDB_MEMORY_LIMIT", raising=False)
+    monkeypatch.delenv("OPS_EXTRACT_DUCKDB_MEMORY_LIMIT", raising=False)
+    monkeypatch.delenv("OPS_DUCKDB_TEMP_DIRECTORY", raising=False)
+    wh = Location.parse(str(tmp_path / "w.duckdb"))
+    conn = duckdb_connect(wh)
+    assert setting(conn, "memory_limit") == "953.6 MiB"  # 1GB (DuckDB's own default: 80 % of RAM)
+    assert setting(conn, "temp_directory") == str(tmp_path / "w.duckdb.tmp")
+    conn.close()
+    conn = _warehouse_connect(wh)  # an extract's: its own, smaller limit
+    assert setting(conn, "memory_limit") == "183.1 MiB"  # 192MB
+    conn.close()
+    monkeypatch.setenv("OPS_DUCKDB_MEMORY_LIMIT", "300MB")
+    monkeypatch.setenv("OPS_DUCKDB_TEMP_DIRECTORY", str(tmp_path / "spill"))
+    conn = duckdb_connect(wh, read_only=True)
+    assert setting(conn, "memory_limit") == "286.1 MiB"
+    assert setting(conn, "temp_directory") == str(tmp_path / "spill")
+    conn.close()
+    memory = duckdb_memory_connect()
+    assert setting(memory, "memory_limit") == "286.1 MiB"
+    assert setting(memory, "temp_directory") == str(tmp_path / "spill")
+    memory.close()
+    assert dbt_env(wh)["OPS_DUCKDB_MEMORY_LIMIT"] == "300MB"
+    for bad in ("lots", "0MB", "-1GB", "1 PB"):
+        monkeypatch.setenv("OPS_DUCKDB_MEMORY_LIMIT", bad)
+        with pytest.raises(ValueError, match="OPS_DUCKDB_MEMORY_LIMIT must be a size"):
+            duckdb_connect(wh)
 
 
 def test_dbt_environment_is_set_for_the_dbt_process_only(monkeypatch):

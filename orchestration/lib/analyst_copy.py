@@ -34,6 +34,7 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.lib.db import configure_duckdb
 from orchestration.lib.settings import Location
 
 COPY_PATH_ENV = "OPS_ANALYST_COPY_PATH"
@@ -103,6 +104,7 @@ def publish_analyst_copy(warehouse: Location, target: Path | None = None) -> Ana
         # WAL into the file, so the file alone is the whole database
         conn = duckdb.connect(str(source))
         try:
+            configure_duckdb(conn, source)
             conn.execute("checkpoint")
             with open(source, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, length=8 * 2**20)
@@ -139,6 +141,7 @@ def connect_read_only(warehouse: Location, fall_back_to_copy: bool = False) -> d
         else:
             raise WarehouseLocked(locked_message(warehouse)) from None
     conn.execute("set timezone = 'UTC'")
+    configure_duckdb(conn, warehouse.path)
     return conn
 
 

@@ -22,7 +22,15 @@ from typing import Iterator
 import duckdb
 import psycopg
 
-from orchestration.lib.settings import APPLICATION_NAME, Location, check_duckdb_folder, mask_secrets, pg_timeouts
+from orchestration.lib.settings import (
+    APPLICATION_NAME,
+    Location,
+    check_duckdb_folder,
+    duckdb_memory_limit,
+    duckdb_temp_directory,
+    mask_secrets,
+    pg_timeouts,
+)
 
 
 class ConnectError(RuntimeError):
@@ -41,7 +49,32 @@ class DuckDBFileMissing(FileNotFoundError, duckdb.IOException):
     """A read-only open of a DuckDB file that does not exist (opening it read-write would create it)."""
 
 
-def duckdb_connect(location: Location, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def configure_duckdb(conn: duckdb.DuckDBPyConnection, path: Path | None, memory_limit: str | None = None) -> None:
+    """The memory limit (OPS_DUCKDB_MEMORY_LIMIT) and the spill folder (OPS_DUCKDB_TEMP_DIRECTORY,
+    else ``<file>.tmp`` beside the file) of every DuckDB connection the project opens: DuckDB's
+    default limit is 80 % of RAM, which lets its buffer pool grow with the data it touches. Both
+    are settings of the database instance (shared by its connections in this process)."""
+    conn.execute(f"set memory_limit = '{memory_limit or duckdb_memory_limit()}'")
+    temp = str(duckdb_temp_directory(path))
+    current = conn.execute("select current_setting('temp_directory')").fetchall()[0][0]
+    if current != temp:  # DuckDB refuses to switch once it has spilled: set only what differs
+        try:
+            conn.execute("set temp_directory = '" + temp.replace("'", "''") + "'")
+        except duckdb.NotImplementedException:  # this instance has spilled already: keep its folder
+            pass
+
+
+def duckdb_memory_connect(memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection (a source file is attached to it) with the same limit, and
+    a spill folder outside the working directory."""
+    conn = duckdb.connect()
+    configure_duckdb(conn, None, memory_limit)
+    return conn
+
+
+def duckdb_connect(location: Location, read_only: bool = False,
+                   memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """``memory_limit`` overrides OPS_DUCKDB_MEMORY_LIMIT for this database instance."""
     assert location.path is not None
     if read_only and not location.path.is_file():
         raise DuckDBFileMissing(f"DuckDB file {location.path} does not exist (check OPS_WAREHOUSE_URL / "
@@ -54,6 +87,7 @@ def duckdb_connect(location: Location, read_only: bool = False) -> duckdb.DuckDB
             raise DuckDBLockedError(duckdb_lock_message(location.path, exc)) from None
         raise
     conn.execute("set timezone = 'UTC'")
+    configure_duckdb(conn, location.path, memory_limit)
     return conn
 
 

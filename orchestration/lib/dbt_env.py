@@ -2,6 +2,8 @@
 
 The dbt profile (dbt_project/profiles.yml) reads only environment variables; this turns the
 project's one warehouse setting (OPS_WAREHOUSE_URL) into them, so there is one place to configure.
+On DuckDB it also passes the memory limit and the spill folder (OPS_DUCKDB_MEMORY_LIMIT,
+OPS_DUCKDB_TEMP_DIRECTORY: settings.duckdb_memory_limit / duckdb_temp_directory).
 
 Every libpq parameter of the DSN reaches dbt-postgres (psycopg2, on libpq): the ones its profile
 has a field for (host, port, user, password, dbname, sslmode, sslcert, sslkey, sslrootcert,
@@ -20,7 +22,7 @@ from typing import Iterator
 
 from psycopg import pq
 
-from orchestration.lib.settings import APPLICATION_NAME, Location
+from orchestration.lib.settings import APPLICATION_NAME, Location, duckdb_memory_limit, duckdb_temp_directory
 
 # DSN parameters with a dbt-postgres profile field (profiles.yml reads OPS_WAREHOUSE_PG_<NAME>), and
 # the value when neither the DSN nor libpq's variable gives one. Every field is always set, so a
@@ -40,8 +42,9 @@ def _libpq_env_vars() -> dict[str, str]:
 
 
 def dbt_env(warehouse: Location) -> dict[str, str]:
-    if not warehouse.is_postgres:
-        return {"OPS_WAREHOUSE_DUCKDB_PATH": str(warehouse.path)}
+    if not warehouse.is_postgres:  # the memory limit and spill folder every DuckDB connection gets
+        return {"OPS_WAREHOUSE_DUCKDB_PATH": str(warehouse.path), "OPS_DUCKDB_MEMORY_LIMIT": duckdb_memory_limit(),
+                "OPS_DUCKDB_TEMP_DIRECTORY": str(duckdb_temp_directory(warehouse.path))}
     params = warehouse.session_params(application_name=f"{APPLICATION_NAME}_dbt")
     libpq_env = _libpq_env_vars()
     env: dict[str, str] = {}

@@ -111,8 +111,11 @@ def hourly_series_from_duckdb(path: str | Path, start: datetime, end: datetime) 
     Volume series always exist (an hour with no post is a zero); other series exist when the
     event occurs at least once in the period."""
     start, end = _utc(start), _utc(end)
+    from orchestration.lib.db import configure_duckdb
+
     conn = duckdb.connect(str(path), read_only=True)
     try:
+        configure_duckdb(conn, Path(path))
         conn.execute("set timezone = 'UTC'")
         sql = SERIES_SQL.replace("$stop_reasons", ", ".join(f"'{r}'" for r in STOP_REASONS))
         rows = conn.execute(sql, {"start": start, "end": end}).df()

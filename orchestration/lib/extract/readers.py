@@ -11,8 +11,10 @@ shared/performance-notes.md):
 - DuckDB → DuckDB: the source file is attached read-only to the warehouse connection;
 - DuckDB → PostgreSQL: Arrow batches written as CSV into ``COPY … FROM STDIN``.
 
-None of them turns rows into Python objects. ``on_batch`` is a hook called after each chunk
-lands (tests use it to kill a connection mid-read).
+None of them turns rows into Python objects, and none holds more than one batch at a time
+(``OPS_EXTRACT_BATCH_ROWS`` rows, or a COPY chunk): an extract's memory does not grow with the
+table (DuckDB's own is capped by OPS_DUCKDB_MEMORY_LIMIT, past which it spills). ``on_batch`` is
+a hook called as each chunk goes in (tests use it to kill a connection mid-read).
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from datetime import datetime, timezone
 from typing import Callable
 
 import psycopg
+import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from orchestration.lib.db import PostgresConnectError, connect_failure_message, open_postgres
+from orchestration.lib.db import PostgresConnectError, connect_failure_message, duckdb_memory_connect, open_postgres
 from orchestration.lib.extract.source import SOURCE_ALIAS
-from orchestration.lib.settings import Location
+from orchestration.lib.settings import Location, extract_batch_rows, extract_duckdb_memory_limit
 
 BatchHook = Callable[[int], None]  # called with the number of rows streamed so far
-DUCKDB_BATCH_ROWS = 250_000
 COPY_CHUNK_BYTES = 1 << 20
 ARROW_RELATION = "ops_source_arrow"
 
@@ -125,14 +127,12 @@ class PostgresArrowSession(SourceSession):
         """``insert_sql`` has a ``{relation}`` placeholder for the scanned batches."""
         self.cur.execute(query)
         reader = self.cur.fetch_record_batch()
-        if on_batch is None:
-            _insert_from_arrow(wh_conn, insert_sql, reader)
-            return
-        rows = 0
-        for batch in reader:
-            _insert_from_arrow(wh_conn, insert_sql, batch)
-            rows += batch.num_rows
-            on_batch(rows)
+        if on_batch is not None:
+            reader = pa.RecordBatchReader.from_batches(reader.schema, _counted(reader, on_batch))
+        # one statement scanning the stream: DuckDB writes full row groups out as they fill, so
+        # memory stays flat (measured: an INSERT per batch in one transaction kept the
+        # transaction's rows in memory, 1.3 GB at 3M rows)
+        _insert_from_arrow(wh_conn, insert_sql, reader)
 
     def close(self) -> None:
         try:
@@ -149,12 +149,10 @@ class DuckDBSession(SourceSession):
     postgres = False
 
     def __init__(self, source: Location, conn=None) -> None:
-        import duckdb
-
         if not source.path or not source.path.exists():
             raise FileNotFoundError(f"source DuckDB file not found: {source.path}")
         self.own = conn is None
-        self.conn = conn if conn is not None else duckdb.connect()
+        self.conn = conn if conn is not None else duckdb_memory_connect(extract_duckdb_memory_limit())
         if self.own:
             self.conn.execute("set timezone = 'UTC'")
         self.conn.execute(f"attach '{source.path}' as {SOURCE_ALIAS} (read_only)")
@@ -178,13 +176,15 @@ class DuckDBSession(SourceSession):
     def copy_into_postgres(self, wh_conn, query: str, target: str, columns: list[str],
                            on_batch: BatchHook | None) -> None:
         col_list = ", ".join(f'"{c}"' for c in columns)
-        reader = self.conn.sql(query).to_arrow_reader(DUCKDB_BATCH_ROWS)
+        reader = self.conn.sql(query).to_arrow_reader(extract_batch_rows())
         rows = 0
+        options = pa_csv.WriteOptions(include_header=False)
         with wh_conn.cursor().copy(f"copy {target} ({col_list}) from stdin (format csv)") as inp:
             for batch in reader:
                 buf = io.BytesIO()
-                pa_csv.write_csv(batch, buf, write_options=pa_csv.WriteOptions(include_header=False))
-                inp.write(buf.getvalue())
+                pa_csv.write_csv(batch, buf, write_options=options)
+                inp.write(buf.getbuffer())  # no copy of the batch's CSV
+                del buf
                 rows += batch.num_rows
                 if on_batch is not None:
                     on_batch(rows)
@@ -203,6 +203,15 @@ def open_session(source: Location, warehouse: Location, wh_conn) -> SourceSessio
     if source.is_postgres:
         return PostgresCopySession(source) if warehouse.is_postgres else PostgresArrowSession(source)
     return DuckDBSession(source, None if warehouse.is_postgres else wh_conn)
+
+
+def _counted(reader, on_batch: BatchHook):
+    """The reader's batches, calling ``on_batch`` as each one is taken."""
+    rows = 0
+    for batch in reader:
+        yield batch
+        rows += batch.num_rows
+        on_batch(rows)
 
 
 def _insert_from_arrow(wh_conn, insert_sql: str, arrow_object) -> None:

@@ -104,28 +104,53 @@ def _row(cluster: Cluster, is_new: bool) -> TemplateRow:
     )
 
 
+class MiningRun:
+    """One run over events fed in chunks (a large history never sits in memory at once).
+
+    ``feed`` returns each chunk's assignments with the template ids as assigned then; templates
+    may generalise (or merge) later in the run, so ``resolve`` maps those ids to the live ones at
+    the end of the run, and ``templates`` reports the templates the whole run touched."""
+
+    def __init__(self, state: TemplateMiner) -> None:
+        self.state = state
+        self.created: set[str] = set()
+        self.touched: set[str] = set()
+        self.assigned = 0
+
+    def feed(self, messages: Iterable[Message]) -> list[tuple[Any, str]]:
+        raw: list[tuple[Any, str]] = []
+        state = self.state
+        for event_id, event_type, job_name, created_at, text in messages:
+            if not text or not text.strip():
+                continue
+            result = state.add(_mask_job(text, job_name))
+            _record(result.cluster, event_type, job_name, _as_utc(created_at), text)
+            raw.append((event_id, result.template_id))
+            self.touched.add(result.template_id)
+            if result.created:
+                self.created.add(result.template_id)
+        self.assigned += len(raw)
+        return raw
+
+    def resolve(self, template_id: str) -> str:
+        return self.state.resolve(template_id)
+
+    def templates(self) -> list[TemplateRow]:
+        new_ids = {self.state.resolve(tid) for tid in self.created}
+        live = sorted({self.state.resolve(tid) for tid in self.touched})
+        return [_row(self.state.clusters[tid], tid in new_ids) for tid in live]
+
+
 def mine_templates(messages: Iterable[Message], state: TemplateMiner) -> MiningResult:
     """Assign each (event_id, event_type, job_name, created_at, text) to a template, updating `state`.
 
     Events without text are skipped (no assignment). Feed each event once: counts accumulate in the state.
     """
-    raw: list[tuple[Any, str]] = []
-    created: set[str] = set()
-    touched: set[str] = set()
-    for event_id, event_type, job_name, created_at, text in messages:
-        if not text or not text.strip():
-            continue
-        result = state.add(_mask_job(text, job_name))
-        _record(result.cluster, event_type, job_name, _as_utc(created_at), text)
-        raw.append((event_id, result.template_id))
-        touched.add(result.template_id)
-        if result.created:
-            created.add(result.template_id)
+    run = MiningRun(state)
+    raw = run.feed(messages)
     # Templates may have generalised (or merged) later in the run: report everything under its live id.
     assignments = [(event_id, state.resolve(tid)) for event_id, tid in raw]
-    new_ids = {state.resolve(tid) for tid in created}
-    live = sorted({state.resolve(tid) for tid in touched})
-    return MiningResult(assignments, [_row(state.clusters[tid], tid in new_ids) for tid in live])
+    return MiningResult(assignments, run.templates())
 
 
 def alias_rows(state: TemplateMiner) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from orchestration.lib.db import duckdb_connect, postgres_connect
 from orchestration.lib.settings import Location
-from orchestration.lib.templates.api import alias_rows, mine_templates
+from orchestration.lib.templates.api import MiningRun, alias_rows
 from orchestration.lib.templates.miner import TemplateMiner
 
 SCHEMA = "marts"
@@ -55,6 +55,12 @@ NEW_ERROR_EVENTS = f"""
       and not exists (select 1 from {SCHEMA}.error_event_templates m where m.event_id = f.event_id)
     order by f.created_at, f.event_id"""
 
+# events read, mined and staged at a time: the first run over a large history never holds it whole
+MINE_BATCH_ROWS = 20_000
+# this run's assignments as made (template ids as of then), resolved to the live ids at the end
+ASSIGNED = "_ops_template_assigned"
+LIVE_IDS = "_ops_template_live_ids"
+
 
 @dataclass
 class TemplateRunResult:
@@ -74,24 +80,21 @@ def refresh_templates(warehouse: Location, as_of: datetime | None = None) -> Tem
             conn.execute("begin transaction")
         state_rows = conn.execute(f"select state from {SCHEMA}.error_template_state").fetchall()
         miner = TemplateMiner.from_dict(json.loads(state_rows[0][0])) if state_rows else TemplateMiner()
-        events = conn.execute(NEW_ERROR_EVENTS).fetchall()
-        result = mine_templates(events, miner)
         now = datetime.now(timezone.utc)
-
-        _insert_many(conn, warehouse, f"{SCHEMA}.error_event_templates",
-                     [(str(e), t, now) for e, t in result.assignments], p)
+        run = _mine_new_events(conn, warehouse, miner, now, p)
+        templates = run.templates()
         conn.execute(f"delete from {SCHEMA}.error_template_aliases")
         _insert_many(conn, warehouse, f"{SCHEMA}.error_template_aliases", alias_rows(miner), p)
         conn.execute(f"delete from {SCHEMA}.error_template_state")
         conn.execute(f"insert into {SCHEMA}.error_template_state values ({p}, {p})",
                      (json.dumps(miner.to_dict()), now))
-        new_ids = {row.template_id for row in result.templates if row.is_new}
+        new_ids = {row.template_id for row in templates if row.is_new}
         _rebuild_mart(conn, warehouse, miner, new_ids, as_of, p)
         conn.commit() if warehouse.is_postgres else conn.execute("commit")
         return TemplateRunResult(
-            events_mined=len(result.assignments),
+            events_mined=run.assigned,
             templates_total=len(miner.clusters),
-            new_templates=sorted((r.template_id, r.template) for r in result.templates if r.is_new),
+            new_templates=sorted((r.template_id, r.template) for r in templates if r.is_new),
         )
     except BaseException:
         try:
@@ -101,6 +104,52 @@ def refresh_templates(warehouse: Location, as_of: datetime | None = None) -> Tem
         raise
     finally:
         conn.close()
+
+
+def _mine_new_events(conn, warehouse: Location, miner: TemplateMiner, now: datetime, p: str) -> MiningRun:
+    """Mine the events no run mined yet, MINE_BATCH_ROWS at a time (read through a cursor of their
+    own, oldest first), staging the assignments in a temp table; then record them under the ids
+    live at the end of the run, in the order mined — what one pass over all of them would write."""
+    run = MiningRun(miner)
+    conn.execute(f"create temp table {ASSIGNED} (seq bigint, event_id text, template_id text)")
+    conn.execute(f"create temp table {LIVE_IDS} (template_id text, live_id text)")
+    seq = 0
+    for chunk in _new_error_events(conn, warehouse):
+        raw = run.feed(chunk)
+        _insert_many(conn, warehouse, ASSIGNED, [(seq + i, str(e), t) for i, (e, t) in enumerate(raw)], p)
+        seq += len(raw)
+    _insert_many(conn, warehouse, LIVE_IDS,
+                 [(tid, live) for tid in sorted(run.touched) if (live := run.resolve(tid)) != tid], p)
+    conn.execute(f"""
+        insert into {SCHEMA}.error_event_templates (event_id, template_id, assigned_at)
+        select a.event_id, coalesce(l.live_id, a.template_id), cast({p} as timestamptz)
+        from {ASSIGNED} a left join {LIVE_IDS} l on l.template_id = a.template_id
+        order by a.seq""", (now,))
+    conn.execute(f"drop table {ASSIGNED}")
+    conn.execute(f"drop table {LIVE_IDS}")
+    return run
+
+
+def _new_error_events(conn, warehouse: Location):
+    """NEW_ERROR_EVENTS in lists of MINE_BATCH_ROWS rows: a server-side cursor on PostgreSQL (in
+    this transaction); on DuckDB a cursor (a second connection: a pending result does not survive
+    another statement on its own connection), which sees what this transaction sees, since it has
+    written nothing the query reads."""
+    if warehouse.is_postgres:
+        with conn.cursor(name="ops_new_error_events") as cur:
+            cur.itersize = MINE_BATCH_ROWS
+            cur.execute(NEW_ERROR_EVENTS)
+            while chunk := cur.fetchmany(MINE_BATCH_ROWS):
+                yield chunk
+        return
+    cur = conn.cursor()
+    try:
+        cur.execute("set timezone = 'UTC'")
+        cur.execute(NEW_ERROR_EVENTS)
+        while chunk := cur.fetchmany(MINE_BATCH_ROWS):
+            yield chunk
+    finally:
+        cur.close()
 
 
 def _insert_many(conn, warehouse: Location, table: str, rows: list[tuple], p: str) -> None:
