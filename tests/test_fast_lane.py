@@ -113,7 +113,6 @@ def test_follow_with_incidents_writes_the_bots_rows_as_the_clock_reaches_them(tm
     steps (history, then the clock) into a DuckDB source."""
     from orchestration.lib.bench.latency_bench import _simulate
     from orchestration.lib.db import connect
-    from orchestration.lib.simulator.follow import LiveTimeline
     from orchestration.lib.source.schema import create_source_schema
 
     from orchestration.lib.settings import Location

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -234,7 +233,6 @@ def run_latency(minutes: float, interval: float, seed: int, admin_dsn: str, work
     from orchestration.lib.alerts.channels import FileChannel
     from orchestration.lib.alerts.tick import RULES_FILE_ENV, SILENCES_FILE_ENV
     from orchestration.lib.fast_lane import run_fast_lane
-    from orchestration.lib.simulator.follow import LiveTimeline
     from orchestration.lib.source.schema import create_source_schema
 
     seconds = minutes * 60
@@ -261,7 +259,6 @@ def run_latency(minutes: float, interval: float, seed: int, admin_dsn: str, work
         live, firsts = _simulate(source, seed, t0 - timedelta(hours=history_hours),
                                  follow_start + timedelta(seconds=seconds + 4 * interval) + timedelta(hours=1),
                                  follow_start, seconds)
-        incidents = live.timeline.book.incidents
         ids = {"circuit_breaker": "lat-circuit_breaker", "shutdown": "lat-shutdown", "error_spike": "lat-error_spike",
                "null_tweet_id": "lat-null_tweet_id"}
         run.timed = [Timed(kind, ids[kind], firsts[kind]) for kind in KIND_RULES]
