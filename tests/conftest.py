@@ -74,7 +74,7 @@ MODULE_SECONDS = {"test_pipeline_end_to_end.py": 280, "test_source_poison_rows.p
                   "test_shutdown_incremental.py": 57, "test_posting_dating.py": 55, "test_gx_checks.py": 45,
                   "test_definitions.py": 35, "test_source_deletes_edits.py": 30, "test_source_missed_rows.py": 25,
                   "test_roles.py": 20, "test_analyst_copy.py": 15, "test_alert_bench.py": 80,
-                  "test_fast_lane.py": 15}
+                  "test_fast_lane.py": 15, "test_incremental_boundary.py": 40}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
