@@ -92,6 +92,8 @@
     - nested_loops=false: full-history models whose CTE chains PostgreSQL misestimates (a CTE
       guessed at 1 row holding tens of thousands). int_job_runs: a nested loop over two such
       CTEs ran 31 s of a 37 s build (105M join-filter rows) on 1.3M events; 5 s without.
+      int_recovery_incidents: its full build on a dense 1M-event month still ran after 13 min
+      (nested loop anti and left joins over CTEs guessed at 1 row); 13.3 s without.
     - seq_scans=false: incremental models whose bounds are subqueries on the watermark or the
       shutdown anchor
       (`created_at >= (select … from this)`): PostgreSQL guesses a third of the table and scans

@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         on_schema_change='fail',
+        pre_hook="{{ ops_postgres_plan_hints(nested_loops=false) }}",
         post_hook="{% if is_incremental() %}{{ ops_recovery_delete_replaced(this) }}{% endif %}",
     )
 }}
