@@ -48,7 +48,7 @@ def test_the_lane_builds_what_the_rules_read_and_nothing_heavy():
 
 def test_the_lane_schedule_and_its_setting(monkeypatch):
     schedule = defs.resolve_schedule_def("alert_fast_lane_schedule")
-    assert schedule.job_name == JOB_NAME and schedule.cron_schedule == "*/5 * * * *"
+    assert schedule.job_name == JOB_NAME and schedule.cron_schedule == "*/2 * * * *"
     assert lane_cron(1) == "* * * * *" and lane_cron(10) == "*/10 * * * *"
     monkeypatch.setenv("OPS_ALERT_LANE_MINUTES", "7")
     with pytest.raises(ValueError, match="divide 60"):
@@ -56,7 +56,7 @@ def test_the_lane_schedule_and_its_setting(monkeypatch):
     monkeypatch.setenv("OPS_ALERT_LANE_MINUTES", "0")
     assert alert_lane_minutes() == 0
     monkeypatch.delenv("OPS_ALERT_LANE_MINUTES")
-    assert alert_lane_minutes() == 5
+    assert alert_lane_minutes() == 2
 
 
 def _run(instance, job_name: str, status: dg.DagsterRunStatus) -> str:
@@ -153,3 +153,24 @@ def test_follow_with_incidents_writes_the_bots_rows_as_the_clock_reaches_them(tm
             f"and created_at >= timestamptz '{(firsts['shutdown'] - timedelta(minutes=119)).isoformat()}' "
             f"and created_at < timestamptz '{(follow + timedelta(seconds=200)).isoformat()}'").fetchone()[0]
         assert held == 0
+
+
+def test_latency_figures_pool_runs_and_count_late_notifications_as_misses():
+    """bench latency --runs: one incident per kind a run, percentiles over the runs; the pass
+    grid moves by interval / runs each run."""
+    from orchestration.lib.bench.latency_bench import Run, Timed, figures, phases
+
+    assert phases(4, 120) == [0, 30, 60, 90]
+    at = datetime(2026, 9, 1, tzinfo=timezone.utc)
+    runs = []
+    for i, latency in enumerate((60, 120, 200, None)):
+        t = Timed("shutdown", "lat-shutdown", at, written_at=1000.0,
+                  notified_at=None if latency is None else 1000.0 + latency)
+        runs.append(Run(timed=[t], phase=30.0 * i))
+    f = figures(runs, 10, 120, 7)
+    shutdown = f["kinds"]["shutdown"]
+    assert (shutdown["incidents"], shutdown["notified"], shutdown["misses"]) == (4, 3, 1)
+    assert shutdown["p50_seconds"] == 120 and shutdown["max_seconds"] == 200
+    assert shutdown["p95_seconds"] == pytest.approx(192)
+    assert f["runs"] == 4 and f["phases_seconds"] == [0, 30, 60, 90]
+    assert f["kinds"]["error_spike"]["incidents"] == 0

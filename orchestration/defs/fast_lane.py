@@ -1,6 +1,6 @@
 """The alert fast lane in Dagster: job ``alert_fast_lane`` (extract every source table, build only
 the dbt models the alert rules read, no data tests, no template mining, no reports) and its
-schedule every OPS_ALERT_LANE_MINUTES (default 5). When a lane run succeeds, the run-status sensor
+schedule every OPS_ALERT_LANE_MINUTES (default 2). When a lane run succeeds, the run-status sensor
 ``alerts_after_warehouse_update`` evaluates the rules at the run's end (as after the hourly job).
 
 The lane and the hourly job write the same warehouse: both carry the run tag
@@ -18,7 +18,7 @@ from orchestration.defs.extract.assets import extract_assets
 from orchestration.defs.schedules import SERIAL_TAG
 from orchestration.defs.transform.dbt_assets import ops_dbt_models
 from orchestration.lib.fast_lane import DBT_SELECT, JOB_NAME, lane_cron
-from orchestration.lib.settings import alert_lane_minutes
+from orchestration.lib.settings import DEFAULT_ALERT_LANE_MINUTES, alert_lane_minutes
 
 # the extract assets with their own checks (quarantine, drift, reconcile: computed by the extract
 # itself); the lane's dbt models without their data tests (dagster-dbt then runs no dbt test)
@@ -49,11 +49,11 @@ def _lane_schedule(minutes: int) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="alert_fast_lane_schedule",
         job=alert_fast_lane_job,
-        cron_schedule=lane_cron(minutes or 5),
+        cron_schedule=lane_cron(minutes or DEFAULT_ALERT_LANE_MINUTES),
         execution_timezone="UTC",
         # OPS_ALERT_LANE_MINUTES=0: the lane is off (it can still be started by hand)
         default_status=dg.DefaultScheduleStatus.RUNNING if minutes else dg.DefaultScheduleStatus.STOPPED,
-        description=f"The alert fast lane every {minutes or 5} minutes (OPS_ALERT_LANE_MINUTES); skips while a "
+        description=f"The alert fast lane every {minutes or DEFAULT_ALERT_LANE_MINUTES} minutes (OPS_ALERT_LANE_MINUTES); skips while a "
                     "lane run is still queued or running.",
     )
     def alert_fast_lane_schedule(context: dg.ScheduleEvaluationContext):

@@ -56,8 +56,11 @@ def add_parser(subparsers) -> None:
                                          "follows the clock into a PostgreSQL source with incidents while the "
                                          "lane runs (p50, p95, max per incident kind)")
     lat.add_argument("--minutes", type=float, default=20, help="minutes of following (default 20)")
-    lat.add_argument("--interval", type=float, default=300,
-                     help="seconds between fast-lane passes (default 300, the lane's default schedule)")
+    lat.add_argument("--interval", type=float, default=None,
+                     help="seconds between fast-lane passes (default: OPS_ALERT_LANE_MINUTES, the lane's schedule)")
+    lat.add_argument("--runs", type=int, default=1,
+                     help="runs (seeds seed, seed + 1, …), the pass grid shifted by interval / runs each time: "
+                          "per kind, p50 / p95 / max over every run's incident (default 1)")
     lat.add_argument("--seed", type=int, default=7)
     lat.add_argument("--history-hours", type=float, default=30, help="hours simulated before the run (default 30)")
     lat.add_argument("--json", dest="json_path", help="also write the figures to this file")
@@ -104,4 +107,9 @@ def _alerts(args: argparse.Namespace) -> int:
 def _latency(args: argparse.Namespace) -> int:
     from orchestration.lib.bench.latency_bench import main
 
-    return main(args.minutes, args.interval, args.seed, args.json_path, args.pg_dsn, args.history_hours)
+    from orchestration.lib.settings import DEFAULT_ALERT_LANE_MINUTES, alert_lane_minutes
+
+    interval = args.interval if args.interval is not None else 60 * (alert_lane_minutes() or DEFAULT_ALERT_LANE_MINUTES)
+    if args.runs < 1 or interval <= 0:
+        raise SystemExit("bench latency: --runs must be at least 1 and --interval positive")
+    return main(args.minutes, interval, args.seed, args.json_path, args.pg_dsn, args.history_hours, args.runs)

@@ -97,6 +97,7 @@ class Run:
     writes: list[tuple[int, float]] = field(default_factory=list)  # (hi in us, wall clock after the write)
     history_rows: dict[str, int] = field(default_factory=dict)
     first_pass_seconds: float = 0.0
+    phase: float = 0.0
 
 
 def _us(at: datetime) -> int:
@@ -229,7 +230,11 @@ def _dsn_for(admin_dsn: str, dbname: str) -> str:
 
 
 def run_latency(minutes: float, interval: float, seed: int, admin_dsn: str, workdir: Path,
-                history_hours: float = 30) -> dict[str, Any]:
+                history_hours: float = 30, phase: float = 0.0, grace_passes: int = 3) -> Run:
+    """One run: ``phase`` seconds after following starts comes the first timed lane pass (incidents
+    land at any moment between two passes in production: runs with different phases sample that);
+    after the ``minutes``, passes go on until every incident is notified, at most ``grace_passes``
+    more (a later notification is a miss)."""
     from orchestration.lib.alerts.channels import FileChannel
     from orchestration.lib.alerts.tick import RULES_FILE_ENV, SILENCES_FILE_ENV
     from orchestration.lib.fast_lane import run_fast_lane
@@ -244,7 +249,7 @@ def run_latency(minutes: float, interval: float, seed: int, admin_dsn: str, work
     saved_env = {k: os.environ.get(k) for k in (RULES_FILE_ENV, SILENCES_FILE_ENV)}
     os.environ[RULES_FILE_ENV] = str(_bench_rules(workdir))
     os.environ[SILENCES_FILE_ENV] = str(workdir / "no-silences.yml")
-    run = Run()
+    run = Run(phase=round(phase, 1))
     try:
         source = Location.parse(_dsn_for(admin_dsn, src_db))
         warehouse = Location.parse(_dsn_for(admin_dsn, wh_db))
@@ -292,7 +297,8 @@ def run_latency(minutes: float, interval: float, seed: int, admin_dsn: str, work
         thread = threading.Thread(target=writer, name="follow", daemon=True)
         thread.start()
         end_wall = time.time() + seconds
-        next_pass = time.time()
+        grace_end = end_wall + grace_passes * interval
+        next_pass = time.time() + phase
         try:
             while True:
                 wait = next_pass - time.time()
@@ -307,7 +313,8 @@ def run_latency(minutes: float, interval: float, seed: int, admin_dsn: str, work
                 for line in lines[len(seen_lines):]:
                     _match(run, line, done)
                 seen_lines = lines
-                if done >= end_wall:
+                pending = any(t.first_at is not None and t.notified_at is None for t in run.timed)
+                if done >= grace_end or (done >= end_wall and not pending):
                     break
                 next_pass = max(started + interval, done)
         finally:
@@ -329,7 +336,7 @@ def run_latency(minutes: float, interval: float, seed: int, admin_dsn: str, work
         for db in (src_db, wh_db):
             admin.execute(f"drop database if exists {db} with (force)")
         admin.close()
-    return figures(run, minutes, interval, seed)
+    return run
 
 
 def _lines(channel) -> list[dict]:
@@ -358,34 +365,39 @@ def _pct(values: list[float], q: float) -> float | None:
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-def figures(run: Run, minutes: float, interval: float, seed: int) -> dict[str, Any]:
+def figures(runs: list[Run], minutes: float, interval: float, seed: int) -> dict[str, Any]:
+    """Per incident kind over every run (seeds seed, seed + 1, …): p50, p95, max and misses."""
     kinds = {}
+    passes = [p for run in runs for p in run.passes]
     for kind in KIND_RULES:
-        timed = [t for t in run.timed if t.kind == kind]
+        timed = [t for run in runs for t in run.timed if t.kind == kind]
         lat = [t.latency for t in timed if t.latency is not None]
         kinds[kind] = {
             "incidents": len(timed), "notified": len(lat), "misses": len(timed) - len(lat),
             "p50_seconds": _pct(lat, 0.5), "p95_seconds": _pct(lat, 0.95), "max_seconds": max(lat) if lat else None,
+            "latencies_seconds": [None if t.latency is None else round(t.latency, 1) for t in timed],
             "rules": sorted({t.rule for t in timed if t.rule}),
             "first_row_at": [t.first_at.isoformat() if t.first_at else None for t in timed],
         }
-    secs = [p.seconds for p in run.passes]
+    secs = [p.seconds for p in passes]
     return {
-        "minutes": minutes, "interval_seconds": interval, "seed": seed,
+        "minutes": minutes, "interval_seconds": interval, "seed": seed, "runs": len(runs),
+        "phases_seconds": [run.phase for run in runs],
         "kinds": kinds,
-        "passes": len(run.passes),
+        "passes": len(passes),
         "pass_seconds": {"p50": _pct(secs, 0.5), "max": max(secs) if secs else None,
-                         "extract_p50": _pct([p.extract_seconds for p in run.passes], 0.5),
-                         "build_p50": _pct([p.build_seconds for p in run.passes], 0.5),
-                         "tick_p50": _pct([p.tick_seconds for p in run.passes], 0.5)},
-        "first_full_pass_seconds": round(run.first_pass_seconds, 1),
-        "history_rows": run.history_rows,
+                         "extract_p50": _pct([p.extract_seconds for p in passes], 0.5),
+                         "build_p50": _pct([p.build_seconds for p in passes], 0.5),
+                         "tick_p50": _pct([p.tick_seconds for p in passes], 0.5)},
+        "first_full_pass_seconds": [round(run.first_pass_seconds, 1) for run in runs],
+        "history_rows": [run.history_rows for run in runs],
     }
 
 
 def print_table(f: dict[str, Any]) -> None:
-    print(f"bench latency: {f['minutes']:g} min following, fast lane every {f['interval_seconds']:g} s, "
-          f"seed {f['seed']}; {f['passes']} lane passes (p50 {_fmt(f['pass_seconds']['p50'])} s: extract "
+    print(f"bench latency: {f['runs']} run(s) of {f['minutes']:g} min following, fast lane every "
+          f"{f['interval_seconds']:g} s (first pass after {', '.join(f'{p:g}' for p in f['phases_seconds'])} s), "
+          f"seeds from {f['seed']}; {f['passes']} lane passes (p50 {_fmt(f['pass_seconds']['p50'])} s: extract "
           f"{_fmt(f['pass_seconds']['extract_p50'])}, dbt {_fmt(f['pass_seconds']['build_p50'])}, tick "
           f"{_fmt(f['pass_seconds']['tick_p50'])}; max {_fmt(f['pass_seconds']['max'])} s)")
     print(f"{'incident kind':<18}{'incidents':>10}{'notified':>10}{'misses':>8}{'p50 s':>9}{'p95 s':>9}{'max s':>9}  rule")
@@ -398,14 +410,26 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def phases(runs: int, interval: float) -> list[float]:
+    """Where the pass grid sits against the incidents, run by run: spread evenly over one interval
+    (an incident lands at any moment between two passes)."""
+    return [interval * i / runs for i in range(runs)]
+
+
 def main(minutes: float, interval: float, seed: int, json_path: str | None, admin_dsn: str | None,
-         history_hours: float = 30) -> int:
+         history_hours: float = 30, runs: int = 1) -> int:
     admin_dsn = admin_dsn or os.environ.get("OPS_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-    with tempfile.TemporaryDirectory(prefix="ops_bench_latency_") as tmp:
-        f = run_latency(minutes, interval, seed, admin_dsn, Path(tmp), history_hours)
+    done: list[Run] = []
+    for i, phase in enumerate(phases(runs, interval)):
+        with tempfile.TemporaryDirectory(prefix="ops_bench_latency_") as tmp:
+            done.append(run_latency(minutes, interval, seed + i, admin_dsn, Path(tmp), history_hours, phase))
+        if runs > 1:
+            print(f"bench latency: run {i + 1}/{runs} (seed {seed + i}, first pass after {phase:g} s): "
+                  + ", ".join(f"{t.kind} {_fmt(t.latency)} s" for t in done[-1].timed))
+    f = figures(done, minutes, interval, seed)
     print_table(f)
     write_figures(json_path, f)
     return 0
 
 
-__all__ = ["KIND_RULES", "figures", "first_rows", "main", "plan", "run_latency"]
+__all__ = ["KIND_RULES", "figures", "first_rows", "main", "phases", "plan", "run_latency"]
