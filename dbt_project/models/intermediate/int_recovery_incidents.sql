@@ -57,8 +57,21 @@ with
 
 events as (
 
+    {#- only what the logic below reads: errors, job firings and the success events (the other
+        ~90 % of the events would be carried through every window for nothing) -#}
+    {%- set read_event_types = ['timer_fired'] %}
+    {%- for event_types in success_events.values() %}
+        {%- for event_type in event_types if event_type not in read_event_types %}
+            {%- do read_event_types.append(event_type) %}
+        {%- endfor %}
+    {%- endfor %}
     select * from {{ ref('int_events_classified') }}
     where created_at <= {{ as_of_timestamp() }}
+      and (
+        is_error
+        or error_family = 'job_execution_failed'
+        or event_type in ('{{ read_event_types | join("', '") }}')
+      )
     {%- if is_incremental() %}
       and created_at >= (
         select {{ timestamp_add('restart_from', -(var('recovery_context_hours', 48) | int), 'hour') }}

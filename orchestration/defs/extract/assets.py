@@ -54,6 +54,8 @@ def extract_metadata(result: ExtractResult) -> dict:
         "extraction_status": "succeeded",
         "source_relation": result.source_relation,
         "mode": result.mode,
+        # a full refresh into DuckDB merges whole days slice by slice (OPS_EXTRACT_SLICE_ROWS)
+        **({"merged_in_slices": dg.MetadataValue.int(result.counts.slices)} if result.counts.slices else {}),
         "rows_read": dg.MetadataValue.int(result.rows_read),
         "rows_inserted": dg.MetadataValue.int(result.rows_inserted),
         "rows_updated": dg.MetadataValue.int(result.rows_updated),

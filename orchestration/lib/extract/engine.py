@@ -11,7 +11,9 @@ One run of one table, in ONE warehouse transaction and ONE source snapshot:
      is NULL (they go to quarantine, every mode), and for tables updated in place every row
      created in the hot window (the bot changes statuses without touching ``updated_at``);
      ``job_heartbeats`` is small and re-read whole;
-   - full_refresh: every row; backfill: the rows whose partition column is in [start, end);
+   - full_refresh: every row (into DuckDB, in slices of whole days of ~OPS_EXTRACT_SLICE_ROWS
+     rows each, merged one by one: the memory of a merge follows the slice, not the table);
+     backfill: the rows whose partition column is in [start, end);
 3. refuse bad rows (quarantine, with their reason) and merge the rest on the key: insert, update
    what changed (by row hash), mark deleted what the read's scope no longer holds (history kept),
    snapshot the changes (heartbeats, decisions);
@@ -504,6 +506,48 @@ class _Reader:
         self.spec = plan.spec
 
     def read(self, scope: Scope, stamp: datetime, first_load: bool = False) -> MergeCounts:
+        slices = [] if first_load else self._slices(scope)
+        if slices:
+            counts = MergeCounts()
+            for part in slices:
+                counts.add(self._read_one(part, stamp))
+            counts.slices = len(slices)
+            return counts
+        return self._read_one(scope, stamp, first_load)
+
+    def _slices(self, scope: Scope) -> list[Scope]:
+        """A whole-table read into DuckDB, as slices of whole UTC days of about
+        settings.extract_slice_rows() source rows each, contiguous and open at both ends (an
+        absurd or infinite timestamp falls in the first or last), plus the rows without a
+        partition value: every raw row is in exactly one slice, so each slice's merge marks
+        deleted what it no longer finds. [] (read whole) on PostgreSQL (its merge does not grow in
+        memory: 92 MB at 10M rows), for tables without a partition column, for sources of one
+        slice, and when the source repeats a key — the whole read refuses every copy of such a key,
+        slices would see one copy each."""
+        spec = self.spec
+        if self.d.postgres or not scope.everything or spec.partition is None:
+            return []
+        slice_rows = settings.extract_slice_rows()
+        per_day = sorted((int(bucket), int(n)) for bucket, n in self.session.rows(self.plan.bucket_counts_query())
+                         if is_day_bucket(str(bucket)))
+        if sum(n for _, n in per_day) <= slice_rows:
+            return []
+        if int(self.session.rows(self.plan.duplicate_keys_query())[0][0]):
+            return []
+        bounds, in_slice = [], 0
+        for day, n in per_day:
+            if in_slice >= slice_rows:
+                bounds.append(day_start(day))
+                in_slice = 0
+            in_slice += n
+        if not bounds:  # one day holds them all
+            return []
+        edges = [None, *bounds, None]
+        slices = [Scope(f"{scope.label} slice {i + 1}/{len(edges) - 1}", range_from=lo, range_to=hi)
+                  for i, (lo, hi) in enumerate(zip(edges, edges[1:]))]
+        return [*slices, Scope(f"{scope.label} slice without {spec.partition}", partition_is_null=True)]
+
+    def _read_one(self, scope: Scope, stamp: datetime, first_load: bool = False) -> MergeCounts:
         sql = MergeSql(self.plan, self.d, self.rules, scope, stamp, self.run_id, f"_stage_{self.spec.name}")
         query = self.plan.query(scope, **self.session.select_options)
         if first_load:

@@ -104,11 +104,14 @@ class MergeCounts:
     quarantine_resolved: int = 0
     snapshots: int = 0
     newest_cursor: datetime | None = None  # the newest cursor value among the good rows read
+    slices: int = 0  # a whole-table read merged slice by slice (engine._Reader._slices); 0: at once
 
     def add(self, other: "MergeCounts") -> None:
         for name in ("read", "inserted", "updated", "restored", "rehashed", "unchanged", "deleted",
-                     "quarantined_new", "quarantine_resolved", "snapshots"):
+                     "quarantined_new", "quarantine_resolved", "snapshots", "slices"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        newest = [c for c in (self.newest_cursor, other.newest_cursor) if c is not None]
+        self.newest_cursor = max(newest) if newest else None
         merged = dict(self.quarantined_by_reason or {})
         for reason, n in (other.quarantined_by_reason or {}).items():
             merged[reason] = merged.get(reason, 0) + n
@@ -271,8 +274,9 @@ class MergeSql:
               and not exists (select 1 from {self.checked} s where s.{self.key} = t.{self.key})"""
 
     def record_deletions(self) -> str:
+        # in scope: the slices of one full refresh share its stamp
         return (f"insert into {self.changes} (key_value, change) select t.{self.key}, 'deleted' from {self.target} t "
-                f"where t._deleted_at = {self.stamp}")
+                f"where t._deleted_at = {self.stamp} and {self.scope_on('t')}")
 
     def insert_snapshots(self) -> str | None:
         spec = self.spec

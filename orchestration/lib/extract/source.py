@@ -287,6 +287,17 @@ class ReadPlan:
     def query(self, scope: "Scope", **select_options) -> str:
         return f"select {self.select_list(**select_options)} from ({self.inner_read(scope)}) as t"
 
+    def bucket_counts_query(self) -> str:
+        """Rows per reconcile bucket in the source, without reading the rows' values (what a
+        sliced full refresh plans its slices from)."""
+        partition = bucket_sql(self.value(self.spec.partition), self.postgres)
+        return f"select {partition} as bucket, count(*) from {self.relation.ref(self.postgres)} group by 1"
+
+    def duplicate_keys_query(self) -> str:
+        """How many keys the source holds more than once (a NULL key counts when repeated)."""
+        return (f"select count(*) from (select {self.value(self.spec.key)} as k from "
+                f"{self.relation.ref(self.postgres)} group by 1 having count(*) > 1) as repeated")
+
     def bucket_stats_query(self, scope: "Scope") -> str:
         """Rows and hash sum per reconcile bucket, in the source."""
         return (f"select bucket, count(*), cast(sum(h) as text) from ("

@@ -76,9 +76,8 @@ params as (
     cross join (
         {#- rows loaded since the last build (none before the watermark exists: rows built by an
             earlier release keep the rebuild window alone) -#}
-        select {{ trunc_utc_hour('min(loaded.created_at)') }} as first_hour
-        from loaded
-        where loaded._loaded_at > (select max(source_loaded_through) from {{ this }})
+        select {{ trunc_utc_hour(ops_oldest_created_at_loaded_after(
+            ref('fct_system_events'), 'select max(source_loaded_through) from ' ~ this)) }} as first_hour
     ) as late
     {%- endif %}
 
