@@ -37,10 +37,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from orchestration.lib import settings
 from orchestration.lib.bench import write_figures
 from orchestration.lib.build import build_marts
 from orchestration.lib.extract.engine import extract_all
-from orchestration.lib import settings
 from orchestration.lib.settings import Location
 
 END = datetime(2026, 8, 1, tzinfo=timezone.utc)
