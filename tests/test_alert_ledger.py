@@ -394,6 +394,39 @@ rules:
     assert run_alerts(warehouse, rules, T0)[0] == notes  # a retried tick: the same transitions
 
 
+def test_a_shutdown_between_two_evaluations_is_notified_once(warehouse) -> None:
+    """An episode that began and ended between two evaluations (no evaluation saw it ongoing)
+    fires once, with its end, and resolves at the next evaluation; one an evaluation saw ongoing
+    is not notified again when it ends; one that ended before the window is left alone."""
+    craft(warehouse)
+    rule = BUILTIN_RULES["system_shutdown"]
+    with connect(warehouse) as conn:
+        conn.execute("delete from marts.mart_shutdown_episodes")
+        conn.execute(f"insert into marts.mart_shutdown_episodes values ('e_old', {ts(-3)}, {ts(-2)}, false, 60)")
+    assert run_alerts(warehouse, [rule], T0)[0] == []  # ended 2 h ago: before the 1 h window
+
+    with connect(warehouse) as conn:  # 12:10-12:40, between the 12:00 and 13:00 evaluations
+        conn.execute(f"insert into marts.mart_shutdown_episodes values ('e_short', {ts(1 / 6)}, {ts(2 / 3)}, false, 30)")
+    [fired] = run_alerts(warehouse, [rule], T0 + H)[0]
+    assert fired.status == FIRING and fired.numbers["duration_minutes"] == 30
+    assert "The episode began at 2026-09-01T12:10" in fired.summary and "ended at 2026-09-01T12:40" in fired.summary
+    assert run_alerts(warehouse, [rule], T0 + H)[0] == [fired]  # a retried tick
+    [resolved] = run_alerts(warehouse, [rule], T0 + 1.1 * H)[0]
+    assert resolved.status == RESOLVED
+    assert run_alerts(warehouse, [rule], T0 + 1.2 * H)[0] == []
+
+    with connect(warehouse) as conn:  # ongoing at 13:30, ended by 13:45: firing, then resolved only
+        conn.execute(f"insert into marts.mart_shutdown_episodes values ('e_seen', {ts(1.4)}, null, true, 6)")
+    [seen] = run_alerts(warehouse, [rule], T0 + 1.5 * H)[0]
+    assert seen.status == FIRING and "The episode began" not in seen.summary and seen.numbers["duration_minutes"] == 6
+    with connect(warehouse) as conn:
+        conn.execute(f"update marts.mart_shutdown_episodes set is_ongoing = false, shutdown_end_at = {ts(1.6)}"
+                     " where episode_id = 'e_seen'")
+    assert [n.status for n in run_alerts(warehouse, [rule], T0 + 1.75 * H)[0]] == [RESOLVED]
+    assert [n.status for n in run_alerts(warehouse, [rule], T0 + 1.75 * H)[0]] == [RESOLVED]  # retried
+    assert run_alerts(warehouse, [rule], T0 + 2 * H)[0] == []
+
+
 def active_subject(obs, rule: str) -> str:
     [c] = [c for c in obs.conditions if c.rule == rule and c.active]
     return c.subject

@@ -110,8 +110,11 @@ class Stepper:
         return obs, notes
 
     def active(self, rule: str, subject: str) -> list[datetime]:
+        """Ticks with the condition active, leaving out ``once`` conditions (an episode that ended
+        before the tick: the ledger fires it only if no alert carried it yet)."""
         return [now for now, obs, _n in self.ticks
-                if any(c.rule == rule and c.subject == subject and c.active for c in obs.conditions)]
+                if any(c.rule == rule and c.subject == subject and c.active and not c.details.get("once")
+                       for c in obs.conditions)]
 
     def notes(self, rule: str | None = None, subject: str | None = None, status: str | None = None):
         return [(now, n) for now, _o, notes in self.ticks for n in notes

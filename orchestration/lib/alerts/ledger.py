@@ -262,15 +262,24 @@ def _in_list(values: Iterable[str]) -> tuple[str, list[str]]:
 
 
 def _shutdown(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
+    """Active while an episode is ongoing; and once (``once``: see :func:`evaluate`) for an episode
+    that began and ended between two evaluations, which no evaluation saw ongoing: the latest that
+    ended in the window. The evaluation after it resolves the alert, so the operator gets a firing
+    and a resolved notification for it."""
     rows = c.execute(
-        """select episode_id, shutdown_start_at, duration_minutes from marts.mart_shutdown_episodes
+        """select episode_id, shutdown_start_at, duration_minutes, is_ongoing, shutdown_end_at
+           from marts.mart_shutdown_episodes
            where shutdown_start_at <= ? and (is_ongoing or shutdown_end_at > ?)
-           order by shutdown_start_at desc""", [now, now])
+           order by shutdown_start_at desc""", [now, start])
     if not rows:
         return [_Obs("system", 0)]
-    episode, started, minutes = rows[0]
-    return [_Obs("system", 1, {"episode_id": episode, "shutdown_start_at": _iso(_utc(started)),
-                               "duration_minutes": minutes})]
+    episode, started, minutes, ongoing, ended_at = rows[0]
+    details = {"occurrence": episode, "shutdown_start_at": _iso(_utc(started)), "duration_minutes": minutes}
+    if ongoing or _utc(ended_at) > now:
+        return [_Obs("system", 1, details)]
+    return [_Obs("system", 1, {**details, "once": True, "shutdown_end_at": _iso(_utc(ended_at)),
+                               "message": f"The episode began at {_iso(_utc(started))} and ended at "
+                                          f"{_iso(_utc(ended_at))}, before this evaluation."})]
 
 
 def _critical(c: _Conn, rule: RuleSpec, now: datetime, start: datetime) -> list[_Obs]:
@@ -879,6 +888,8 @@ def _notification(tid: str, kind: str, rule: RuleSpec, alert: _Alert, now: datet
         title = f"[FIRING] {rule.name}: {alert.subject}"
         summary = (f"{rule.description} Value {_fmt(alert.value)} {rule.condition.op} "
                    f"{_fmt(rule.condition.threshold)}" + (" (still firing)." if kind == REPEAT else "."))
+        if isinstance(details.get("message"), str):  # what the evaluator adds about this subject
+            summary += " " + details["message"]
     return Notification(transition_id=tid, rule=rule.name, subject=alert.subject, severity=rule.severity,
                         status=status, title=title, summary=summary.strip(), since=alert.first_fired_at,
                         at=now, numbers=numbers, labels=labels,
@@ -950,6 +961,26 @@ def _assign_incident_groups(c: _Conn, grouping: Grouping, by_name: dict[str, Rul
     return out
 
 
+def _already_carried(c: _Conn, cond: Condition, rule: RuleSpec, now: datetime) -> bool:
+    """A condition marked ``once`` (details ``once`` and ``occurrence``: an episode that began and
+    ended between two evaluations) is active until an alert of its key has carried its occurrence:
+    one evaluated within the rule's window that fired before ``now`` (one that fired at ``now`` is
+    this evaluation retried, which must decide as the first try did)."""
+    if not cond.details.get("once") or cond.details.get("occurrence") is None:
+        return False
+    rows = c.execute(f"select details from {LEDGER} where dedup_key = ? and first_fired_at < ? "
+                     "and last_evaluated_at >= ?", [cond.dedup_key, now, now - rule.window])
+    for (details,) in rows:
+        try:
+            carried = json.loads(details or "{}")
+            # episode_id: what system_shutdown's details called it before occurrences
+            if carried.get("occurrence", carried.get("episode_id")) == cond.details["occurrence"]:
+                return True
+        except (ValueError, AttributeError):
+            continue
+    return False
+
+
 def evaluate(location: Location, conditions: Iterable[Condition], now: datetime, rules: Iterable[RuleSpec],
              silences: Iterable[Silence] | None = None, grouping: Grouping = DEFAULT_GROUPING) -> list[Notification]:
     """Fold ``conditions`` into the ledger at ``now`` (one transaction); the notifications to send.
@@ -961,15 +992,15 @@ def evaluate(location: Location, conditions: Iterable[Condition], now: datetime,
     """
     now = _utc(now)
     by_name = {r.name: r for r in rules}
-    active: dict[str, Condition] = {}
-    for cond in conditions:
-        if cond.active and cond.rule in by_name:
-            active[cond.dedup_key] = cond
     with connect(location) as raw:
         c = _Conn(raw, location)
         _ensure_ddl(c)
         if location.is_postgres:
             c.execute(f"lock table {LEDGER} in share row exclusive mode")
+        active: dict[str, Condition] = {}
+        for cond in conditions:
+            if cond.active and cond.rule in by_name and not _already_carried(c, cond, by_name[cond.rule], now):
+                active[cond.dedup_key] = cond
         firing: dict[str, _Alert] = {}
         for row in c.execute(f"select {', '.join(_LEDGER_COLS)} from {LEDGER} where status = ?", [FIRING]):
             a = _Alert(*row)

@@ -139,7 +139,8 @@ SHUTDOWN_EVENT_TYPES = ("circuit_breaker_stuck",)
 
 BUILTIN_RULES: dict[str, RuleSpec] = {r.name: r for r in (
     _b("system_shutdown", ">", 0, timedelta(hours=1), "critical",
-       "The bot is shut down: an ongoing episode in marts.mart_shutdown_episodes.",
+       "The bot is shut down: an ongoing episode in marts.mart_shutdown_episodes (or one that "
+       "began and ended since the previous evaluation, notified once).",
        repeat=timedelta(hours=1), labels={"scope": "system"},
        inhibits=tuple(Inhibit(r) for r in (*_PER_JOB, "errors_per_hour", "error_rate_increase",
                                            "null_tweet_ids", "circuit_breaker"))),
