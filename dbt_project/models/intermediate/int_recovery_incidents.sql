@@ -59,12 +59,7 @@ events as (
 
     {#- only what the logic below reads: errors, job firings and the success events (the other
         ~90 % of the events would be carried through every window for nothing) -#}
-    {%- set read_event_types = ['timer_fired'] %}
-    {%- for event_types in success_events.values() %}
-        {%- for event_type in event_types if event_type not in read_event_types %}
-            {%- do read_event_types.append(event_type) %}
-        {%- endfor %}
-    {%- endfor %}
+    {%- set read_event_types = (['timer_fired'] + success_events.values() | sum(start=[])) | unique | list %}
     select * from {{ ref('int_events_classified') }}
     where created_at <= {{ as_of_timestamp() }}
       and (
