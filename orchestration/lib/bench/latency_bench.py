@@ -27,10 +27,13 @@ definition, when that row is written):
   progress prorated): every post of the burst's hour is captured without its tweet id (the
   bot's POST_ID_CAPTURE_FAILED), at the bot's posting pace. Timed from the first of them.
 
-The breaker and the shutdown run together from the start (the shutdown inhibits the breaker's
-rule, so the breaker is timed first); both end at 45 % of the run (a post succeeds again, the
-watchdog resets the breaker), and the spike and the NULL tweet id burst start at 50 %, after the
-shutdown's resolution. Per kind: the latency from the first incident row written to its first
+The order keeps every incident out of an ongoing shutdown, which inhibits errors_per_hour and
+null_tweet_ids by design: the spike starts at 2 % of the run, the breaker's first stuck event
+comes at 5 %, the shutdown becomes one between 35 % and 50 % (its queue hold and the breaker's
+began in the history), both end at 65 % (the watchdog resets the breaker; the episode ends at
+the first post after it, minutes later at the bot's pace) and the NULL tweet id burst starts at
+70 %: its first post is the one that ends the episode, or a later one. Runs need about 20 minutes
+(the default) for the spike's notification to come before the shutdown. Per kind: the latency from the first incident row written to its first
 notification in the file channel (p50, p95, max over the incidents of that kind), and misses (no
 notification by the end of the run).
 """
@@ -61,6 +64,8 @@ KIND_RULES = {
     "null_tweet_id": ("null_tweet_ids",),
 }
 SHUTDOWN_GAP = timedelta(minutes=120)  # dbt var shutdown_gap_minutes
+# where the incidents sit in a run, as shares of it (module doc)
+SPIKE_AT, STUCK_AT, SHUTDOWN_AT, SHUTDOWN_WITHIN, RECOVERED_AT, BURST_AT = 0.02, 0.05, 0.40, (0.35, 0.50), 0.60, 0.60
 SPIKE_MINUTES = 5
 
 
@@ -123,18 +128,19 @@ def plan(follow_start: datetime, seconds: float, seed: int, shutdown_shift: time
     from orchestration.lib.simulator.incidents import QUEUE_SUBJECT, Incident
 
     at = lambda share: follow_start + timedelta(seconds=seconds * share)  # noqa: E731
-    stuck = at(0.05)
+    stuck = at(STUCK_AT)
     breaker_start = stuck - timedelta(minutes=60)
-    recovered = at(0.45)
-    # the shutdown is one from its last success + 120 min: aimed at 10 % of the run (the bench
-    # shifts it by what the last success turned out to be, shutdown_shift)
-    shutdown_start = at(0.10) - SHUTDOWN_GAP + timedelta(minutes=8) + shutdown_shift
-    spike_start = at(0.5)
+    recovered = at(RECOVERED_AT)
+    # the shutdown is one from its last success + 120 min: aimed at SHUTDOWN_AT of the run (the
+    # bench shifts it by what the last success turned out to be, shutdown_shift)
+    shutdown_start = at(SHUTDOWN_AT) - SHUTDOWN_GAP + timedelta(minutes=8) + shutdown_shift
+    spike_start = at(SPIKE_AT)
+    burst_start = at(BURST_AT)
     spike_type = cat.SPIKE_TYPES[seed % len(cat.SPIKE_TYPES)]
     errors = int(os.environ.get("OPS_BENCH_SPIKE_ERRORS", "60"))
     baseline = cat.TRACKED_BY_TYPE[spike_type.removeprefix("error_")].per_hour
-    burst = Incident("lat-null_tweet_id", "null_tweet_id_burst", _us(spike_start), _us(spike_start + timedelta(hours=1)),
-                     "error_null_tweet_id", {"hour": spike_start.isoformat(), "count": 0, "decision_ids": []})
+    burst = Incident("lat-null_tweet_id", "null_tweet_id_burst", _us(burst_start), _us(burst_start + timedelta(hours=1)),
+                     "error_null_tweet_id", {"hour": burst_start.isoformat(), "count": 0, "decision_ids": []})
     burst.state["injected"] = 12
     return [
         Incident("lat-circuit_breaker", "circuit_breaker_stuck", _us(breaker_start), _us(recovered), QUEUE_SUBJECT,
@@ -180,16 +186,15 @@ def first_rows(live, incidents: list) -> dict[str, datetime | None]:
 def _simulate(source: Location, seed: int, start: datetime, end: datetime, follow_start: datetime,
               seconds: float):
     """The timeline with the planned incidents; the shutdown moved until it becomes one (last
-    success + 120 min) between 30 s after following starts and 25 % into the run, so that it is
-    ongoing for minutes before the recovery at 45 %. Moving the planned start moves the last
-    success by jumps (the bot's posts are minutes apart and the queue is held before a shutdown),
-    so after a few corrections aimed at 10 % the shifts are scanned in 30 s steps; each attempt
-    is one simulation (about a second)."""
+    success + 120 min) within SHUTDOWN_WITHIN of the run, ongoing for minutes before the
+    recovery. Moving the planned start moves the last success by jumps (the bot's posts are
+    minutes apart and the queue is held before a shutdown), so after a few corrections aimed at
+    SHUTDOWN_AT the shifts are scanned in 30 s steps; an attempt is one simulation (~1 s)."""
     from orchestration.lib.simulator.follow import LiveTimeline
 
-    target = follow_start + timedelta(seconds=0.10 * seconds)
-    earliest = follow_start + timedelta(seconds=30)
-    latest = follow_start + timedelta(seconds=max(0.25 * seconds, 60))
+    target = follow_start + timedelta(seconds=SHUTDOWN_AT * seconds)
+    earliest = follow_start + timedelta(seconds=SHUTDOWN_WITHIN[0] * seconds)
+    latest = follow_start + timedelta(seconds=SHUTDOWN_WITHIN[1] * seconds)
 
     def attempt(shift: timedelta):
         incidents = plan(follow_start, seconds, seed, shift)
@@ -200,7 +205,7 @@ def _simulate(source: Location, seed: int, start: datetime, end: datetime, follo
         at = firsts["shutdown"]
         if at is None:
             return float("inf")
-        # one before following starts is notified by the untimed first pass: the worst place
+        # too early is worse than too late: it could inhibit the spike's alert
         return max(10 * (earliest - at).total_seconds(), (at - latest).total_seconds(), 0.0)
 
     shift, tried = timedelta(0), []
@@ -210,7 +215,7 @@ def _simulate(source: Location, seed: int, start: datetime, end: datetime, follo
         if miss(firsts) == 0 or firsts["shutdown"] is None:
             return live, firsts
         shift += target - firsts["shutdown"]
-    for step in range(1, 60):  # 0, +30 s, -30 s, +60 s, ... up to ±15 min
+    for step in range(1, 100):  # +30 s, -30 s, +60 s, ... up to ±25 min
         shift = timedelta(seconds=30 * ((step + 1) // 2) * (1 if step % 2 else -1))
         live, firsts = attempt(shift)
         tried.append((miss(firsts), shift))
@@ -243,7 +248,7 @@ def _dsn_for(admin_dsn: str, dbname: str) -> str:
 
 
 def run_latency(minutes: float, interval: float, seed: int, admin_dsn: str, workdir: Path,
-                history_hours: float = 30, phase: float = 0.0, grace_passes: int = 3) -> Run:
+                history_hours: float = 30, phase: float = 0.0, grace_passes: int = 5) -> Run:
     """One run: ``phase`` seconds after following starts comes the first timed lane pass (incidents
     land at any moment between two passes in production: runs with different phases sample that);
     after the ``minutes``, passes go on until every incident is notified, at most ``grace_passes``
