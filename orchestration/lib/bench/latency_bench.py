@@ -65,7 +65,7 @@ KIND_RULES = {
 }
 SHUTDOWN_GAP = timedelta(minutes=120)  # dbt var shutdown_gap_minutes
 # where the incidents sit in a run, as shares of it (module doc)
-SPIKE_AT, STUCK_AT, SHUTDOWN_AT, SHUTDOWN_WITHIN, RECOVERED_AT, BURST_AT = 0.02, 0.05, 0.40, (0.35, 0.50), 0.60, 0.60
+SPIKE_AT, STUCK_AT, SHUTDOWN_AT, SHUTDOWN_WITHIN, RECOVERED_AT, BURST_AT = 0.02, 0.05, 0.40, (0.25, 0.50), 0.60, 0.60
 SPIKE_MINUTES = 5
 
 
@@ -179,7 +179,15 @@ def first_rows(live, incidents: list) -> dict[str, datetime | None]:
     successes = [e[7] for e in events if e[1] in ("POST_SUCCESS", "REPLY_SUCCESS") and e[7] < sd.start]
     posted = [d.posted_at for d in live.timeline.decisions if d.posted_at is not None and d.posted_at < sd.start]
     last = max([*successes, *posted], default=None)
-    out["shutdown"] = None if last is None else from_us(last) + SHUTDOWN_GAP
+    # no shutdown at all when the next success comes before the gap reaches 120 min (a placement
+    # past the recovery)
+    after = [e[7] for e in events if e[1] in ("POST_SUCCESS", "REPLY_SUCCESS") and last is not None and e[7] > last]
+    after += [d.posted_at for d in live.timeline.decisions
+              if d.posted_at is not None and last is not None and d.posted_at > last]
+    if last is None or (after and from_us(min(after)) <= from_us(last) + SHUTDOWN_GAP):
+        out["shutdown"] = None
+    else:
+        out["shutdown"] = from_us(last) + SHUTDOWN_GAP
     return out
 
 
@@ -195,6 +203,7 @@ def _simulate(source: Location, seed: int, start: datetime, end: datetime, follo
     target = follow_start + timedelta(seconds=SHUTDOWN_AT * seconds)
     earliest = follow_start + timedelta(seconds=SHUTDOWN_WITHIN[0] * seconds)
     latest = follow_start + timedelta(seconds=SHUTDOWN_WITHIN[1] * seconds)
+    recovered = follow_start + timedelta(seconds=RECOVERED_AT * seconds)
 
     def attempt(shift: timedelta):
         incidents = plan(follow_start, seconds, seed, shift)
@@ -203,17 +212,19 @@ def _simulate(source: Location, seed: int, start: datetime, end: datetime, follo
 
     def miss(firsts) -> float:
         at = firsts["shutdown"]
-        if at is None:
-            return float("inf")
+        if at is None or at >= recovered - timedelta(minutes=1):
+            return float("inf")  # no shutdown, or one the recovery ends at once
         # too early is worse than too late: it could inhibit the spike's alert
-        return max(10 * (earliest - at).total_seconds(), (at - latest).total_seconds(), 0.0)
+        return max(3 * (earliest - at).total_seconds(), (at - latest).total_seconds(), 0.0)
 
     shift, tried = timedelta(0), []
     for _attempt in range(4):
         live, firsts = attempt(shift)
         tried.append((miss(firsts), shift))
-        if miss(firsts) == 0 or firsts["shutdown"] is None:
+        if miss(firsts) == 0:
             return live, firsts
+        if firsts["shutdown"] is None:
+            break  # no shutdown to correct from: scan
         shift += target - firsts["shutdown"]
     for step in range(1, 100):  # +30 s, -30 s, +60 s, ... up to ±25 min
         shift = timedelta(seconds=30 * ((step + 1) // 2) * (1 if step % 2 else -1))
