@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,22 +93,6 @@ def publish_partial_parse(invocation_target: Path, project_target: Path) -> bool
     except OSError:
         if staging is not None:
             Path(staging).unlink(missing_ok=True)
-        return False
-    return True
-
-
-def seed_partial_parse(invocation_target: Path, project_target: Path | None = None) -> bool:
-    """Copy the published parse (:func:`publish_partial_parse`) into a new invocation's target
-    directory, as dagster-dbt does; dbt uses it when the target, profile and ``--vars`` match and
-    parses the whole project otherwise. Returns whether a file was copied."""
-    source = Path(project_target or DBT_PROJECT_DIR / "target") / PARTIAL_PARSE_FILE
-    destination = Path(invocation_target) / PARTIAL_PARSE_FILE
-    if destination.exists() or not source.is_file():
-        return False
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, destination)
-    except OSError:
         return False
     return True
 

@@ -29,10 +29,10 @@ definition, when that row is written):
 
 The order keeps every incident out of an ongoing shutdown, which inhibits errors_per_hour and
 null_tweet_ids by design: the spike starts at 2 % of the run, the breaker's first stuck event
-comes at 5 %, the shutdown becomes one between 35 % and 50 % (its queue hold and the breaker's
-began in the history), both end at 65 % (the watchdog resets the breaker; the episode ends at
-the first post after it, minutes later at the bot's pace) and the NULL tweet id burst starts at
-70 %: its first post is the one that ends the episode, or a later one. Runs need about 20 minutes
+comes at 5 %, the shutdown becomes one between 25 % and 50 % (its queue hold and the breaker's
+began in the history), both end at 60 % (the watchdog resets the breaker; the episode ends at
+the first post after it, minutes later at the bot's pace) and the NULL tweet id burst starts
+then too: its first post is the one that ends the episode, or a later one. Runs need about 20 minutes
 (the default) for the spike's notification to come before the shutdown. Per kind: the latency from the first incident row written to its first
 notification in the file channel (p50, p95, max over the incidents of that kind), and misses (no
 notification by the end of the run).
@@ -176,15 +176,13 @@ def first_rows(live, incidents: list) -> dict[str, datetime | None]:
     sd = by_kind["silent_shutdown"]
     # the last success before the shutdown (a POST_SUCCESS / REPLY_SUCCESS event, a decision's
     # posted_at): the shutdown is one from 120 minutes after it
-    successes = [e[7] for e in events if e[1] in ("POST_SUCCESS", "REPLY_SUCCESS") and e[7] < sd.start]
-    posted = [d.posted_at for d in live.timeline.decisions if d.posted_at is not None and d.posted_at < sd.start]
-    last = max([*successes, *posted], default=None)
+    successes = [e[7] for e in events if e[1] in ("POST_SUCCESS", "REPLY_SUCCESS")]
+    successes += [d.posted_at for d in live.timeline.decisions if d.posted_at is not None]
+    last = max((t for t in successes if t < sd.start), default=None)
     # no shutdown at all when the next success comes before the gap reaches 120 min (a placement
     # past the recovery)
-    after = [e[7] for e in events if e[1] in ("POST_SUCCESS", "REPLY_SUCCESS") and last is not None and e[7] > last]
-    after += [d.posted_at for d in live.timeline.decisions
-              if d.posted_at is not None and last is not None and d.posted_at > last]
-    if last is None or (after and from_us(min(after)) <= from_us(last) + SHUTDOWN_GAP):
+    following = min((t for t in successes if last is not None and t > last), default=None)
+    if last is None or (following is not None and from_us(following) <= from_us(last) + SHUTDOWN_GAP):
         out["shutdown"] = None
     else:
         out["shutdown"] = from_us(last) + SHUTDOWN_GAP
