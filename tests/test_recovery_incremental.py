@@ -1,6 +1,7 @@
-"""int_recovery_incidents is incremental: a warehouse built day by day, then hour by hour, holds
-the rows a fresh warehouse built once in full at the same as_of holds, and re-running a build
-changes nothing."""
+"""The incremental rebuilds of history-sized tables — int_recovery_incidents, int_job_runs and
+mart_job_performance (each restarts from a horizon and carries what came before): a warehouse
+built day by day, then hour by hour, holds the rows a fresh warehouse built once in full at the
+same as_of holds, and re-running a build changes nothing."""
 
 from __future__ import annotations
 
@@ -17,11 +18,34 @@ from dbquery import query_location
 from orchestration.lib.dbt_env import dbt_env, dbt_target
 from orchestration.lib.settings import DBT_PROJECT_DIR, Location
 
-MODEL = "int_recovery_incidents"
-COLUMNS = ("incident_id, subject_type, subject, started_at, last_error_at, n_errors, recovery_basis, "
-           "recovered_at, is_recovered, round(cast(recovery_minutes as numeric), 6), "
-           "round(cast(open_minutes_at_as_of as numeric), 6)")
-END = datetime(2026, 6, 4, tzinfo=timezone.utc)
+def _round(column: str) -> str:
+    return f"round(cast({column} as numeric), 6)"
+
+
+# model -> (columns compared, order); _build_id / _built_at differ by design
+MODELS = {
+    "intermediate.int_recovery_incidents": (
+        "incident_id, subject_type, subject, started_at, last_error_at, n_errors, recovery_basis, "
+        f"recovered_at, is_recovered, {_round('recovery_minutes')}, {_round('open_minutes_at_as_of')}",
+        "2, 3, 4"),
+    "intermediate.int_job_runs": (
+        "job_run_id, job_name, run_at, run_started_at, run_ended_at, observed_at, outcome, "
+        f"{_round('duration_minutes')}, inferred_from, sequence_in_source, fired_at, next_fired_at",
+        "1"),
+    "marts.mart_job_performance": (
+        "job_name, period, period_start, period_end, is_partial, runs, successes, failures, skips, "
+        f"unknown_outcomes, {_round('failure_rate')}, longest_failure_streak, current_failure_streak, "
+        f"runs_with_duration, {_round('duration_p50_minutes')}, {_round('duration_p90_minutes')}, "
+        f"{_round('duration_p95_minutes')}, {_round('duration_max_minutes')}, slow_runs, last_success_at, "
+        f"{_round('minutes_since_last_success')}, is_stale, {_round('overlap_share')}, "
+        f"is_overlap_above_target, overlap_null_reason, {_round('known_run_minutes')}",
+        "1, 2, 3"),
+}
+SELECT = "+int_recovery_incidents +mart_job_performance"
+# a job-runs horizon of 6 h: the hourly step then rebuilds mart_job_performance from Monday
+# 2026-06-01 and carries each job's streak and last success from the Sunday before
+VARS = {"job_runs_rebuild_hours": 2}
+END = datetime(2026, 6, 3, tzinfo=timezone.utc)
 DAYS, SEED = 4, 23  # seed 23 also injects late-committed and guard-deleted events in these days
 
 
@@ -39,21 +63,26 @@ def _dbt(warehouse: Location, as_of: datetime, work: Path, command: list[str] | 
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), *(command or ["run"]), "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR), "--target", dbt_target(warehouse),
-         "--select", f"+{MODEL}", "--vars", json.dumps({"as_of": as_of.isoformat()})],
+         "--select", SELECT, "--vars", json.dumps({**VARS, "as_of": as_of.isoformat()})],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
 
 
-def _rows(warehouse: Location) -> list[tuple]:
-    return query_location(warehouse, f"select {COLUMNS} from intermediate.{MODEL} order by 2, 3, 4")
+def _rows(warehouse: Location) -> dict[str, list[tuple]]:
+    return {model: query_location(warehouse, f"select {columns} from {model} order by {order}")
+            for model, (columns, order) in MODELS.items()}
 
 
-def _build_ids(warehouse: Location) -> int:
-    return query_location(warehouse, f"select count(distinct _build_id) from intermediate.{MODEL}")[0][0]
+def _build_ids(warehouse: Location, model: str) -> int:
+    return query_location(warehouse, f"select count(distinct _build_id) from {model}")[0][0]
 
 
-def test_recovery_incidents_incremental_equals_full_build(pg_databases, tmp_path):
+def _built_at_count(warehouse: Location, model: str) -> int:
+    return query_location(warehouse, f"select count(distinct _built_at) from {model}")[0][0]
+
+
+def test_incremental_rebuilds_equal_a_full_build(pg_databases, tmp_path):
     """Both targets, built in parallel from one simulated source (DuckDB and PostgreSQL)."""
     from orchestration.lib.extract.engine import extract_all
     from orchestration.lib.simulator import simulate
@@ -85,8 +114,14 @@ def test_recovery_incidents_incremental_equals_full_build(pg_databases, tmp_path
         as_of = cuts[-1]
         rows = {kind: _rows(wh) for kind, wh in incremental.items()}
         for kind, wh in incremental.items():
-            assert rows[kind] and any(not r[8] for r in rows[kind]) and any(r[8] for r in rows[kind]), kind
-            assert _build_ids(wh) > 1, f"{kind}: the builds should leave rows from several runs"
+            incidents = rows[kind]["intermediate.int_recovery_incidents"]
+            assert incidents and any(not r[8] for r in incidents) and any(r[8] for r in incidents), kind
+            for model in ("intermediate.int_recovery_incidents", "intermediate.int_job_runs"):
+                assert _build_ids(wh, model) > 1, f"{kind}: {model} should keep rows from several runs"
+            # the mart kept the periods before Monday 2026-06-01 from an earlier build
+            assert _built_at_count(wh, "marts.mart_job_performance") > 1, kind
+            performance = rows[kind]["marts.mart_job_performance"]
+            assert any(r[12] > 0 for r in performance), f"{kind}: no failure streak to carry"
 
         # re-running the same build changes nothing; a fresh warehouse, extracted once and built
         # in full at the same as_of, has the same rows
@@ -95,6 +130,8 @@ def test_recovery_incidents_incremental_equals_full_build(pg_databases, tmp_path
         each(_dbt, [(wh, as_of, tmp_path / f"inc_{kind}") for kind, wh in incremental.items()]
              + [(wh, as_of, tmp_path / f"full_{kind}", WITH_SEEDS) for kind, wh in fresh.items()])
     for kind in incremental:
-        assert _rows(incremental[kind]) == rows[kind], f"{kind}: a re-run changed the table"
-        assert _rows(fresh[kind]) == rows[kind], f"{kind}: incremental and full builds differ"
-        assert _build_ids(fresh[kind]) == 1
+        rerun, full = _rows(incremental[kind]), _rows(fresh[kind])
+        for model in MODELS:
+            assert rerun[model] == rows[kind][model], f"{kind}: a re-run changed {model}"
+            assert full[model] == rows[kind][model], f"{kind}: incremental and full builds of {model} differ"
+        assert _build_ids(fresh[kind], "intermediate.int_job_runs") == 1

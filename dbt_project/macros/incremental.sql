@@ -136,3 +136,45 @@
 {% macro ops_loaded_after(loaded_at, watermark) -%}
     {{ loaded_at }} > {{ ops_minus_lookback(watermark) }}
 {%- endmacro %}
+
+
+{#
+    mart_job_performance rebuilds its periods from day number (days since 1970-01-01) N = the
+    Monday on or before the earliest of (1) the newest day built, (2) the day of as_of −
+    var('job_runs_rebuild_hours') − 24 h (int_job_runs rewrites each job from its last firing
+    before as_of − that horizon) and (3) the day of the earliest int_job_runs row written after
+    this table's last build (a run int_job_runs rewrote further back, e.g. the last firing
+    before a silence). Evaluated once when the model compiles, before its pre-hook deletes the
+    periods from N on, so the pre-hook and the model's query agree; 0 rebuilds everything.
+#}
+{% macro ops_job_performance_rebuild_from_n() -%}
+    {%- set day_n = "(" ~ to_utc_date('{ts}') ~ " - date '1970-01-01')" %}
+    {%- set horizon = timestamp_add(as_of_timestamp(), -1 * ((var('job_runs_rebuild_hours', 48) | int) + 24), 'hour') %}
+    {%- set cutoff_sql %}
+        select 4 + 7 * cast(floor((cutoff.day_n - 4) / 7.0) as bigint)
+        from (
+            select least(
+                coalesce(max(case when built.period = 'day' then {{ day_n.replace('{ts}', 'built.period_start') }} end), 0),
+                {{ day_n.replace('{ts}', horizon) }},
+                coalesce((
+                    select min({{ day_n.replace('{ts}', 'rewritten.run_at') }})
+                    from {{ ref('int_job_runs') }} as rewritten
+                    where rewritten._built_at > (select max(own._built_at) from {{ this }} as own)
+                ), 2147483647)
+            ) as day_n
+            from {{ this }} as built
+        ) as cutoff
+    {%- endset %}
+    {%- set from_n = ops_query_value(cutoff_sql) if (execute and is_incremental()) else 0 -%}
+    {{ return([from_n | int, 0] | max) }}
+{%- endmacro %}
+
+
+{# Pre-hook of mart_job_performance: delete the periods it rebuilds. #}
+{% macro ops_delete_job_performance_to_rebuild() -%}
+    {%- if is_incremental() %}
+    delete from {{ this }}
+    where period_start >= {{ timestamp_add("cast('1970-01-01 00:00:00+00:00' as timestamp with time zone)",
+                                           24 * ops_job_performance_rebuild_from_n(), 'hour') }}
+    {%- endif %}
+{%- endmacro %}

@@ -96,3 +96,28 @@
         {{ timestamptz_literal(as_of | string | trim) }}
     {%- endif -%}
 {%- endmacro %}
+
+
+{#
+    A timestamp bound computed once, before the model's query runs, and written into it as a
+    literal, floored to the second (use it for lower bounds: reading a second more is harmless).
+    An incremental bound written as a subquery (`created_at >= (select … from this)`) leaves
+    PostgreSQL guessing a third of the table and scanning it all; a literal lets it read the
+    bound's index range. `scalar_sql` is a parenthesised scalar subquery; 1970 when it is NULL.
+#}
+{% macro ops_timestamp_bound(scalar_sql) -%}
+    {%- set seconds = 0 -%}
+    {%- if execute -%}
+        {%- set seconds = ops_query_value("select floor(" ~ ops_an_seconds_between(
+                timestamptz_literal('1970-01-01T00:00:00+00:00'), scalar_sql) ~ ")") -%}
+    {%- endif -%}
+    {{ timestamptz_literal(modules.datetime.datetime.utcfromtimestamp((seconds or 0) | int).isoformat() ~ '+00:00') }}
+{%- endmacro %}
+
+
+{# The first value of a query's first row (None when it has no row or is NULL). #}
+{% macro ops_query_value(sql) -%}
+    {%- set found = run_query(sql) -%}
+    {%- set values = found.columns[0].values() if found.columns | length > 0 else [] -%}
+    {{ return(values[0] if values | length > 0 else none) }}
+{%- endmacro %}

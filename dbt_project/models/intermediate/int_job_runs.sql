@@ -1,7 +1,13 @@
 {{
     config(
-        materialized='table',
+        materialized='incremental',
+        on_schema_change='fail',
         pre_hook="{{ ops_postgres_plan_hints(nested_loops=false) }}",
+        post_hook="{% if is_incremental() %}{{ ops_job_runs_delete_replaced(this) }}{% endif %}",
+        indexes=(
+            [{'columns': ['job_name', 'run_at']}, {'columns': ['run_at']}, {'columns': ['_built_at']}]
+            if target.type == 'postgres' else []
+        ),
     )
 }}
 
@@ -18,6 +24,15 @@
        last_failure_at without a rise is one failure. A snapshot run already covered by an
        event run (same job, its time inside the firing) is dropped; hidden failures only count
        beyond the event failures of the job between the two reads.
+
+    Incremental (append + replace; macros/job_runs_incremental.sql): a run reads the job events
+    from L = the earliest restart point P_j (each job's latest firing at or before the horizon
+    H = as_of − var('job_runs_rebuild_hours', 48) h), keeps each job's event runs from its P_j on
+    and the snapshot runs observed from H on; the post-hook deletes the old rows they replace.
+    The dedup of snapshot runs reads the kept event runs before P_j from the table itself
+    (fired_at, next_fired_at). Every row equals a full build's. Limits — run with --full-refresh
+    when an event arrives (or is deleted) with created_at before the horizon of the run that
+    loads it, or a job fires more than the horizon apart.
 -#}
 
 with
@@ -37,6 +52,9 @@ events as (
       -- the job events of the timeline below, by index on PostgreSQL (not the whole history)
       and (event_type in ('timer_fired', 'job_run_skipped_overlap', 'timer_scheduled')
            or error_family = 'job_execution_failed')
+    {%- if is_incremental() %}
+      and created_at >= {{ ops_timestamp_bound(ops_job_runs_restart_from(this, 'true')) }}
+    {%- endif %}
 
 ),
 
@@ -53,6 +71,9 @@ scraper_runs as (
         end as outcome
     from {{ ref('stg_ops__metrics_scraper_runs') }}
     where run_at <= {{ as_of_timestamp() }}
+    {%- if is_incremental() %}
+      and run_at >= {{ ops_timestamp_bound(ops_job_runs_restart_from(this, 'true')) }}
+    {%- endif %}
 
 ),
 
@@ -119,7 +140,11 @@ failures as (
         job_name,
         fired_at,
         at_ as failed_at,
-        row_number() over (partition by job_name, fired_at order by at_) as failure_no
+        {#- runs with no firing are numbered within their timestamp, so a window of the history
+            numbers them as the whole history does #}
+        row_number() over (
+            partition by job_name, fired_at, case when fired_at is null then at_ end order by at_
+        ) as failure_no
     from attributed
     where kind_order = 1
 
@@ -132,7 +157,9 @@ scraper_attributed as (
         at_ as run_at,
         duration_ms,
         scraper_outcome,
-        row_number() over (partition by fired_at order by at_, duration_ms) as scraper_no
+        row_number() over (
+            partition by fired_at, case when fired_at is null then at_ end order by at_, duration_ms
+        ) as scraper_no
     from attributed
     where kind_order = 4
 
@@ -212,7 +239,9 @@ event_runs as (
         end as inferred_from,
         fired_at as run_at,
         1 as sequence_in_source,
-        coalesce(next_fired_at, {{ as_of_timestamp() }}) as covers_until
+        coalesce(next_fired_at, {{ as_of_timestamp() }}) as covers_until,
+        fired_at,
+        next_fired_at
     from fire_runs
 
     union all
@@ -228,7 +257,9 @@ event_runs as (
         'execution_failed_event',
         failed_at,
         failure_no,
-        failed_at
+        failed_at,
+        cast(null as timestamp with time zone),
+        cast(null as timestamp with time zone)
     from failures
     where fired_at is null or failure_no > 1
 
@@ -245,9 +276,52 @@ event_runs as (
         'metrics_scraper_run',
         run_at,
         scraper_no,
-        run_at
+        run_at,
+        cast(null as timestamp with time zone),
+        cast(null as timestamp with time zone)
     from scraper_attributed
     where fired_at is null or scraper_no > 1
+
+),
+
+{#- the event runs this run writes: each job's from its restart point on #}
+event_runs_new as (
+
+    select event_runs.*
+    from event_runs
+    {%- if is_incremental() %}
+    left join ({{ ops_job_runs_restart_points(this, 'true') }}) as restart_points
+        on restart_points.job_name = event_runs.job_name
+    where event_runs.run_at >= coalesce(restart_points.restart_at, {{ ops_job_runs_restart_from(this, 'true') }})
+    {%- endif %}
+
+),
+
+{#- every event run, for the snapshot dedup below: incremental runs add the kept rows before
+    each job's restart point from the table #}
+event_runs_all as (
+
+    select job_name, run_started_at, run_ended_at, outcome, covers_until
+    from event_runs_new
+    {%- if is_incremental() %}
+
+    union all
+
+    select
+        kept.job_name,
+        kept.run_started_at,
+        kept.run_ended_at,
+        kept.outcome,
+        case
+            when kept.fired_at is not null then coalesce(kept.next_fired_at, {{ as_of_timestamp() }})
+            else kept.run_at
+        end
+    from {{ this }} as kept
+    inner join ({{ ops_job_runs_restart_points(this, 'true') }}) as restart_points
+        on restart_points.job_name = kept.job_name
+    where kept.inferred_from not like 'heartbeat%'
+      and kept.run_at < restart_points.restart_at
+    {%- endif %}
 
 ),
 
@@ -328,12 +402,15 @@ hidden_accounted as (
         snapshot_failures.observed_at,
         count(event_runs.job_name) as n_event_failures
     from snapshot_failures
-    left join event_runs
+    left join event_runs_all as event_runs
         on event_runs.job_name = snapshot_failures.job_name
        and event_runs.outcome = 'failure'
        and event_runs.run_ended_at < coalesce(snapshot_failures.last_failure_at, snapshot_failures.observed_at)
        and (snapshot_failures.failures_after is null or event_runs.run_ended_at > snapshot_failures.failures_after)
     where snapshot_failures.n_failures > 1
+    {%- if is_incremental() %}
+      and snapshot_failures.observed_at >= {{ ops_job_runs_horizon(this, 'true') }}
+    {%- endif %}
     group by snapshot_failures.job_name, snapshot_failures.observed_at
 
 ),
@@ -404,17 +481,21 @@ snapshot_runs_new as (
 
     select snapshot_runs.*
     from snapshot_runs
-    where snapshot_runs.run_ended_at is null
+    where (snapshot_runs.run_ended_at is null
        or not exists (
             select 1
-            from event_runs
+            from event_runs_all as event_runs
             where event_runs.job_name = snapshot_runs.job_name
               and (
                     event_runs.run_ended_at = snapshot_runs.run_ended_at
                     or (event_runs.run_started_at <= snapshot_runs.run_ended_at
                         and snapshot_runs.run_ended_at < event_runs.covers_until)
               )
-       )
+       ))
+    {%- if is_incremental() %}
+      {#- snapshot runs observed before the horizon are final #}
+      and snapshot_runs.observed_at >= {{ ops_job_runs_horizon(this, 'true') }}
+    {%- endif %}
 
 ),
 
@@ -422,12 +503,16 @@ all_runs as (
 
     select
         job_name, run_started_at, run_ended_at, observed_at, outcome, duration_minutes,
-        inferred_from, run_at, sequence_in_source
-    from event_runs
+        inferred_from, run_at, sequence_in_source, fired_at, next_fired_at
+    from event_runs_new
 
     union all
 
-    select * from snapshot_runs_new
+    select
+        *,
+        cast(null as timestamp with time zone) as fired_at,
+        cast(null as timestamp with time zone) as next_fired_at
+    from snapshot_runs_new
 
 ),
 
@@ -443,7 +528,11 @@ final as (
         outcome,
         duration_minutes,
         inferred_from,
-        sequence_in_source
+        sequence_in_source,
+        fired_at,
+        next_fired_at,
+        cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as _build_id,
+        cast(current_timestamp as timestamp with time zone) as _built_at
     from all_runs
 
 )

@@ -68,10 +68,9 @@ events as (
         or event_type in ('{{ read_event_types | join("', '") }}')
       )
     {%- if is_incremental() %}
-      and created_at >= (
-        select {{ timestamp_add('restart_from', -(var('recovery_context_hours', 48) | int), 'hour') }}
-        from (select {{ ops_recovery_restart_from(this, 'true') }} as restart_from) as window_start
-      )
+      and created_at >= {{ ops_timestamp_bound(
+        '(select ' ~ timestamp_add('restart_from', -(var('recovery_context_hours', 48) | int), 'hour')
+        ~ ' from (select ' ~ ops_recovery_restart_from(this, 'true') ~ ' as restart_from) as window_start)') }}
     {%- endif %}
 
 ),

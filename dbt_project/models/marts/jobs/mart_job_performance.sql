@@ -1,10 +1,28 @@
+{{
+    config(
+        materialized='incremental',
+        on_schema_change='fail',
+        pre_hook="{{ ops_delete_job_performance_to_rebuild() }}",
+        indexes=([{'columns': ['job_name', 'period', 'period_start']}] if target.type == 'postgres' else []),
+    )
+}}
+
 {#-
     Job performance per job per UTC day and per ISO week (Monday start), from int_job_runs,
     dim_jobs (settings) and int_job_overlap_days. Every job gets a row for every period from
     its first run to as_of (quiet periods too, so a job that stopped shows up stale).
+
+    Incremental by week (macros/incremental.sql, ops_delete_job_performance_to_rebuild): the
+    pre-hook deletes the periods from the Monday on or before the earliest of the newest day
+    built, the day of as_of − var('job_runs_rebuild_hours') − 24 h and the day of the earliest
+    int_job_runs row written since this table's last build; the run rebuilds every period after
+    the newest day left, from the runs since then, carrying each job's failure streak and last
+    success from that day's row. After a change to dim_jobs' settings, run with --full-refresh.
 -#}
 
 {%- set epoch = "cast('1970-01-01 00:00:00+00:00' as timestamp with time zone)" %}
+{#- the first day rebuilt (a Monday; 0 rebuilds everything): macros/incremental.sql #}
+{%- set rebuild_from_n = ops_job_performance_rebuild_from_n() %}
 
 with
 
@@ -12,7 +30,27 @@ params as (
 
     select
         {{ as_of_timestamp() }} as as_of,
-        {{ to_utc_date(as_of_timestamp()) }} - date '1970-01-01' as as_of_day_n
+        {{ to_utc_date(as_of_timestamp()) }} - date '1970-01-01' as as_of_day_n,
+        cast({{ rebuild_from_n }} as bigint) as rebuild_from_n
+
+),
+
+{#- each job's state at the end of the newest day kept (incremental runs) #}
+carried as (
+
+    {%- if is_incremental() %}
+    select built.job_name, built.current_failure_streak, built.last_success_at
+    from {{ this }} as built
+    cross join params
+    where built.period = 'day'
+      and {{ to_utc_date('built.period_start') }} - date '1970-01-01' = params.rebuild_from_n - 1
+    {%- else %}
+    select
+        cast(null as {{ dbt.type_string() }}) as job_name,
+        cast(null as bigint) as current_failure_streak,
+        cast(null as timestamp with time zone) as last_success_at
+    where 1 = 0
+    {%- endif %}
 
 ),
 
@@ -38,6 +76,9 @@ runs as (
     from {{ ref('int_job_runs') }}
     cross join params
     where run_at <= params.as_of
+    {%- if rebuild_from_n > 0 %}
+      and run_at >= {{ timestamp_add(epoch, 24 * rebuild_from_n, 'hour') }}
+    {%- endif %}
 
 ),
 
@@ -59,9 +100,13 @@ streaks as (
     select
         streak_groups.*,
         sum(case when outcome = 'failure' then 1 else 0 end) over (
-            partition by job_name, success_group order by run_no rows between unbounded preceding and current row
-        ) as streak_at_run
+            partition by streak_groups.job_name, success_group order by run_no rows between unbounded preceding and current row
+        )
+        {#- a streak open at the start of the rebuilt periods goes on #}
+        + case when success_group = 0 then coalesce(carried.current_failure_streak, 0) else 0 end as streak_at_run
     from streak_groups
+    left join carried
+        on carried.job_name = streak_groups.job_name
 
 ),
 
@@ -83,8 +128,18 @@ integers as (
 
 job_span as (
 
-    select job_name, min(day_n) as first_day_n
-    from runs
+    select job_name, min(first_day_n) as first_day_n
+    from (
+        select job_name, min(day_n) as first_day_n
+        from runs
+        group by job_name
+
+        union all
+
+        select carried.job_name, params.rebuild_from_n
+        from carried
+        cross join params
+    ) as firsts
     group by job_name
 
 ),
@@ -183,11 +238,15 @@ overlap as (
 
     select job_name, 'day' as period, run_date - date '1970-01-01' as start_n, run_us, overlap_us
     from {{ ref('int_job_overlap_days') }}
+    cross join params
+    where run_date - date '1970-01-01' >= params.rebuild_from_n
 
     union all
 
     select job_name, 'week', 4 + 7 * cast(floor(((run_date - date '1970-01-01') - 4) / 7.0) as bigint), run_us, overlap_us
     from {{ ref('int_job_overlap_days') }}
+    cross join params
+    where run_date - date '1970-01-01' >= params.rebuild_from_n
 
 ),
 
@@ -220,7 +279,7 @@ filled as (
         max(period_stats.last_success_at) over (
             partition by spine.job_name, spine.period order by spine.start_n
             rows between unbounded preceding and current row
-        ) as last_success_to_date,
+        ) as last_success_in_window,
         coalesce(period_stats.runs_with_duration, 0) as runs_with_duration,
         duration_percentiles.duration_p50_minutes,
         duration_percentiles.duration_p90_minutes,
@@ -245,17 +304,35 @@ filled as (
 
 ),
 
-bounded as (
+{#- the last success to date: in the rebuilt periods, else carried from the day before them #}
+carried_forward as (
 
     select
         filled.*,
-        {{ timestamp_add(epoch, '24 * filled.start_n', 'hour') }} as period_start,
         case
-            when {{ timestamp_add(epoch, '24 * (filled.start_n + filled.length_days)', 'hour') }} < params.as_of
-            then {{ timestamp_add(epoch, '24 * (filled.start_n + filled.length_days)', 'hour') }}
+            when carried.last_success_at is null then filled.last_success_in_window
+            when filled.last_success_in_window is null then carried.last_success_at
+            when filled.last_success_in_window > carried.last_success_at then filled.last_success_in_window
+            else carried.last_success_at
+        end as last_success_to_date,
+        carried.current_failure_streak as carried_failure_streak
+    from filled
+    left join carried
+        on carried.job_name = filled.job_name
+
+),
+
+bounded as (
+
+    select
+        carried_forward.*,
+        {{ timestamp_add(epoch, '24 * carried_forward.start_n', 'hour') }} as period_start,
+        case
+            when {{ timestamp_add(epoch, '24 * (carried_forward.start_n + carried_forward.length_days)', 'hour') }} < params.as_of
+            then {{ timestamp_add(epoch, '24 * (carried_forward.start_n + carried_forward.length_days)', 'hour') }}
             else params.as_of
         end as period_end
-    from filled
+    from carried_forward
     cross join params
 
 ),
@@ -279,7 +356,7 @@ final as (
             then cast(bounded.failures as double precision) / cast(bounded.runs as double precision)
         end as failure_rate,
         cast(bounded.longest_failure_streak as bigint) as longest_failure_streak,
-        cast(coalesce(last_run.streak_at_run, 0) as bigint) as current_failure_streak,
+        cast(coalesce(last_run.streak_at_run, bounded.carried_failure_streak, 0) as bigint) as current_failure_streak,
         cast(bounded.runs_with_duration as bigint) as runs_with_duration,
         bounded.duration_p50_minutes,
         bounded.duration_p90_minutes,
@@ -311,7 +388,8 @@ final as (
             when coalesce(bounded.run_us, 0) = 0
             then 'no run with a known start and end in the period'
         end as overlap_null_reason,
-        cast(bounded.run_us as double precision) / 60000000.0 as known_run_minutes
+        cast(bounded.run_us as double precision) / 60000000.0 as known_run_minutes,
+        cast(current_timestamp as timestamp with time zone) as _built_at
     from bounded
     inner join jobs
         on jobs.job_name = bounded.job_name
