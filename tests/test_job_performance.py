@@ -90,7 +90,8 @@ def test_duckdb_and_postgres_are_identical(simulated_warehouses, relation):
     schema, table = relation.split(".")
     columns = [name for (name,) in sw.query("duckdb", f"""
         select column_name from information_schema.columns
-        where table_schema = '{schema}' and table_name = '{table}' order by ordinal_position""")]
+        where table_schema = '{schema}' and table_name = '{table}' order by ordinal_position""")
+        if name not in ("_build_id", "_built_at")]  # which build wrote a row, and when
     sql = f"select {', '.join(columns)} from {relation} order by {MODELS[relation]}"
     duck, pg = normalised_rows(sw.query("duckdb", sql)), normalised_rows(sw.query("postgres", sql))
     assert duck, relation
