@@ -46,7 +46,8 @@ def _fact_table(conn, postgres: bool) -> None:
 
     conn.execute("create schema if not exists marts")
     conn.execute("create table marts.fct_system_events (event_id text, event_type text, job_name text, "
-                 "created_at timestamptz, message text, error_text text, is_error boolean, is_deleted boolean)")
+                 "created_at timestamptz, message text, error_text text, is_error boolean, is_deleted boolean, "
+                 "_loaded_at timestamptz)")
     start = datetime(2026, 5, 1, tzinfo=timezone.utc)
     p = "%s" if postgres else "?"
     rows = []
@@ -56,9 +57,44 @@ def _fact_table(conn, postgres: bool) -> None:
                    f"Connection refused by upstream {WORDS[(i // 3) % len(WORDS)]} server"  # 8 words: one template
                    if kind == 1 else f"browser queue timeout for worker {i % 5} slot {i % 13}")
         rows.append((f"e{i:04d}", "error_browser_queue_timeout", ["posting", "learn"][i % 2],
-                     start + timedelta(seconds=37 * i), message, None, i % 17 != 5, i % 53 == 7))
+                     start + timedelta(seconds=37 * i), message, None, i % 17 != 5, i % 53 == 7,
+                     start + timedelta(hours=1 + i // 100)))
     cur = conn.cursor() if postgres else conn
-    cur.executemany(f"insert into marts.fct_system_events values ({', '.join([p] * 8)})", rows)
+    cur.executemany(f"insert into marts.fct_system_events values ({', '.join([p] * 9)})", rows)
+
+
+def test_a_run_reads_only_the_events_loaded_since_the_last_one(pg_databases, tmp_path):
+    """mined_through: the second run mines the events loaded after the first (and one merged
+    again, with a new _loaded_at, is not mined twice); an unmined event stamped before the
+    watermark — impossible in the pipeline, where _loaded_at only grows — shows it is not read."""
+    from datetime import datetime, timezone
+
+    from orchestration.lib.db import connect
+    from orchestration.lib.settings import Location
+    from orchestration.lib.templates import warehouse as tw
+
+    for kind in ("duckdb", "postgres"):
+        location = Location.parse(pg_databases.new("mt") if kind == "postgres" else str(tmp_path / "mt.duckdb"))
+        with connect(location) as conn:
+            _fact_table(conn, kind == "postgres")
+        first = tw.refresh_templates(location, datetime(2026, 5, 2, tzinfo=timezone.utc))
+        with connect(location) as conn:
+            watermark = conn.execute("select mined_through from marts.error_template_state").fetchall()[0][0]
+            conn.execute("update marts.fct_system_events set _loaded_at = cast('2026-05-03T00:00:00+00:00' as "
+                         "timestamptz) where event_id = 'e0000'")
+            conn.execute("insert into marts.fct_system_events values ('late', 'error_x', 'posting', "
+                         "cast('2026-05-01T00:00:00+00:00' as timestamptz), 'old stamp', null, true, false, "
+                         "cast('2026-05-01T00:00:00+00:00' as timestamptz))")
+            conn.execute("insert into marts.fct_system_events values ('new1', 'error_x', 'posting', "
+                         "cast('2026-05-02T23:00:00+00:00' as timestamptz), 'page.goto: Timeout 30001ms exceeded', "
+                         "null, true, false, cast('2026-05-03T00:00:00+00:00' as timestamptz))")
+        second = tw.refresh_templates(location, datetime(2026, 5, 3, tzinfo=timezone.utc))
+        with connect(location) as conn:
+            mined = {e for (e,) in conn.execute("select event_id from marts.error_event_templates").fetchall()}
+            advanced = conn.execute("select mined_through from marts.error_template_state").fetchall()[0][0]
+        assert watermark is not None and first.events_mined > 500, kind
+        assert second.events_mined == 1 and "new1" in mined and "late" not in mined, kind
+        assert advanced > watermark, kind
 
 
 def test_mining_in_small_batches_writes_what_one_pass_writes(pg_databases, tmp_path, monkeypatch):

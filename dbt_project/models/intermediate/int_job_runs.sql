@@ -5,7 +5,8 @@
         pre_hook="{{ ops_postgres_plan_hints(nested_loops=false) }}",
         post_hook="{% if is_incremental() %}{{ ops_job_runs_delete_replaced(this) }}{% endif %}",
         indexes=(
-            [{'columns': ['job_name', 'run_at']}, {'columns': ['run_at']}, {'columns': ['_built_at']}]
+            [{'columns': ['job_name', 'run_at']}, {'columns': ['run_at']}, {'columns': ['run_ended_at']},
+             {'columns': ['_built_at']}]
             if target.type == 'postgres' else []
         ),
     )

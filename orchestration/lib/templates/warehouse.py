@@ -8,7 +8,11 @@ Tables (schema ``marts``):
                              last 7 and 30 days before ``as_of``), families and jobs it appears in,
                              an example, ``is_new`` (first seen in the latest run);
 - ``error_template_state``   the miner's state (JSON), saved in the same transaction as the
-                             assignments, so a crash neither loses nor double-counts an event.
+                             assignments, so a crash neither loses nor double-counts an event,
+                             and ``mined_through``: the newest ``_loaded_at`` of the fact table
+                             the run saw. Every unmined error event loaded by then was mined, so
+                             the next run reads only the events loaded from then on (an event
+                             merged again — undeleted, changed — gets a new ``_loaded_at``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ DDL = [
         event_id text not null, template_id text not null, assigned_at timestamptz not null)""",
     f"create table if not exists {SCHEMA}.error_template_aliases (old_id text not null, template_id text not null)",
     f"create table if not exists {SCHEMA}.error_template_state (state text not null, updated_at timestamptz not null)",
+    f"alter table {SCHEMA}.error_template_state add column if not exists mined_through timestamptz",
     f"""create table if not exists {SCHEMA}.mart_error_templates (
         template_id text not null, template text not null, first_seen_at timestamptz, last_seen_at timestamptz,
         n_events bigint not null, n_events_7d bigint not null, n_events_30d bigint not null,
@@ -47,11 +52,13 @@ POSTGRES_INDEXES = [
     f"create index if not exists error_event_templates_assigned_at on {SCHEMA}.error_event_templates (assigned_at)",
 ]
 
-# error events of the fact table that no earlier run mined, oldest first
+# error events of the fact table that no earlier run mined, oldest first; {loaded_since} bounds
+# them to the rows loaded since the previous run's mined_through (by index on PostgreSQL; the
+# anti-join alone read every error event of the history on every run)
 NEW_ERROR_EVENTS = f"""
     select f.event_id, f.event_type, f.job_name, f.created_at, coalesce(f.message, f.error_text, f.event_type)
     from {SCHEMA}.fct_system_events f
-    where f.is_error and not f.is_deleted
+    where f.is_error and not f.is_deleted {{loaded_since}}
       and not exists (select 1 from {SCHEMA}.error_event_templates m where m.event_id = f.event_id)
     order by f.created_at, f.event_id"""
 
@@ -78,16 +85,19 @@ def refresh_templates(warehouse: Location, as_of: datetime | None = None) -> Tem
             conn.execute(stmt)
         if not warehouse.is_postgres:
             conn.execute("begin transaction")
-        state_rows = conn.execute(f"select state from {SCHEMA}.error_template_state").fetchall()
+        state_rows = conn.execute(f"select state, mined_through from {SCHEMA}.error_template_state").fetchall()
         miner = TemplateMiner.from_dict(json.loads(state_rows[0][0])) if state_rows else TemplateMiner()
+        mined_before = state_rows[0][1] if state_rows else None
+        # read in this transaction, before the events: what this run sees, it mines
+        mined_through = conn.execute(f"select max(_loaded_at) from {SCHEMA}.fct_system_events").fetchone()[0]
         now = datetime.now(timezone.utc)
-        run = _mine_new_events(conn, warehouse, miner, now, p)
+        run = _mine_new_events(conn, warehouse, miner, now, p, mined_before)
         templates = run.templates()
         conn.execute(f"delete from {SCHEMA}.error_template_aliases")
         _insert_many(conn, warehouse, f"{SCHEMA}.error_template_aliases", alias_rows(miner), p)
         conn.execute(f"delete from {SCHEMA}.error_template_state")
-        conn.execute(f"insert into {SCHEMA}.error_template_state values ({p}, {p})",
-                     (json.dumps(miner.to_dict()), now))
+        conn.execute(f"insert into {SCHEMA}.error_template_state (state, updated_at, mined_through) "
+                     f"values ({p}, {p}, {p})", (json.dumps(miner.to_dict()), now, mined_through or mined_before))
         new_ids = {row.template_id for row in templates if row.is_new}
         _rebuild_mart(conn, warehouse, miner, new_ids, as_of, p)
         conn.commit() if warehouse.is_postgres else conn.execute("commit")
@@ -106,7 +116,8 @@ def refresh_templates(warehouse: Location, as_of: datetime | None = None) -> Tem
         conn.close()
 
 
-def _mine_new_events(conn, warehouse: Location, miner: TemplateMiner, now: datetime, p: str) -> MiningRun:
+def _mine_new_events(conn, warehouse: Location, miner: TemplateMiner, now: datetime, p: str,
+                     loaded_since: datetime | None) -> MiningRun:
     """Mine the events no run mined yet, MINE_BATCH_ROWS at a time (read through a cursor of their
     own, oldest first), staging the assignments in a temp table; then record them under the ids
     live at the end of the run, in the order mined — what one pass over all of them would write."""
@@ -114,7 +125,7 @@ def _mine_new_events(conn, warehouse: Location, miner: TemplateMiner, now: datet
     conn.execute(f"create temp table {ASSIGNED} (seq bigint, event_id text, template_id text)")
     conn.execute(f"create temp table {LIVE_IDS} (template_id text, live_id text)")
     seq = 0
-    for chunk in _new_error_events(conn, warehouse):
+    for chunk in _new_error_events(conn, warehouse, loaded_since):
         raw = run.feed(chunk)
         _insert_many(conn, warehouse, ASSIGNED, [(seq + i, str(e), t) for i, (e, t) in enumerate(raw)], p)
         seq += len(raw)
@@ -130,22 +141,27 @@ def _mine_new_events(conn, warehouse: Location, miner: TemplateMiner, now: datet
     return run
 
 
-def _new_error_events(conn, warehouse: Location):
+def _new_error_events(conn, warehouse: Location, loaded_since: datetime | None):
     """NEW_ERROR_EVENTS in lists of MINE_BATCH_ROWS rows: a server-side cursor on PostgreSQL (in
     this transaction); on DuckDB a cursor (a second connection: a pending result does not survive
     another statement on its own connection), which sees what this transaction sees, since it has
     written nothing the query reads."""
+    # a literal, so PostgreSQL plans the index range of _loaded_at (>=: rows stamped at the
+    # watermark itself are read again; the anti-join drops the ones mined)
+    bound = "" if loaded_since is None else (
+        f"and f._loaded_at >= cast('{loaded_since.astimezone(timezone.utc).isoformat()}' as timestamptz)")
+    query = NEW_ERROR_EVENTS.format(loaded_since=bound)
     if warehouse.is_postgres:
         with conn.cursor(name="ops_new_error_events") as cur:
             cur.itersize = MINE_BATCH_ROWS
-            cur.execute(NEW_ERROR_EVENTS)
+            cur.execute(query)
             while chunk := cur.fetchmany(MINE_BATCH_ROWS):
                 yield chunk
         return
     cur = conn.cursor()
     try:
         cur.execute("set timezone = 'UTC'")
-        cur.execute(NEW_ERROR_EVENTS)
+        cur.execute(query)
         while chunk := cur.fetchmany(MINE_BATCH_ROWS):
             yield chunk
     finally:
