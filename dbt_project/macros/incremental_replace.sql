@@ -19,12 +19,18 @@
 #}
 
 {% macro ops_recovery_horizon(relation, old_rows) -%}
-    {%- set rebuild_hours = var('recovery_rebuild_hours', 48) | int -%}
+    {{ ops_horizon_before_newest(relation, old_rows, 'last_error_at', var('recovery_rebuild_hours', 48) | int) }}
+{%- endmacro %}
+
+
+{# least(as_of, max(column) of the old rows) − rebuild_hours h; 1970 when there is none (the
+   horizon of the append + replace models: this one and macros/job_runs_incremental.sql). #}
+{% macro ops_horizon_before_newest(relation, old_rows, column, rebuild_hours) -%}
     (
         select coalesce(
             case
-                when max(horizon_rows.last_error_at) < {{ as_of_timestamp() }}
-                then {{ timestamp_add('max(horizon_rows.last_error_at)', -rebuild_hours, 'hour') }}
+                when max(horizon_rows.{{ column }}) < {{ as_of_timestamp() }}
+                then {{ timestamp_add('max(horizon_rows.' ~ column ~ ')', -rebuild_hours, 'hour') }}
                 else {{ timestamp_add(as_of_timestamp(), -rebuild_hours, 'hour') }}
             end,
             {{ timestamptz_literal('1970-01-01T00:00:00+00:00') }}

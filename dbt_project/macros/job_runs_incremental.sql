@@ -13,19 +13,7 @@
 #}
 
 {% macro ops_job_runs_horizon(relation, old_rows) -%}
-    {%- set rebuild_hours = var('job_runs_rebuild_hours', 48) | int -%}
-    (
-        select coalesce(
-            case
-                when max(horizon_rows.observed_at) < {{ as_of_timestamp() }}
-                then {{ timestamp_add('max(horizon_rows.observed_at)', -rebuild_hours, 'hour') }}
-                else {{ timestamp_add(as_of_timestamp(), -rebuild_hours, 'hour') }}
-            end,
-            {{ timestamptz_literal('1970-01-01T00:00:00+00:00') }}
-        )
-        from {{ relation }} as horizon_rows
-        where {{ old_rows }}
-    )
+    {{ ops_horizon_before_newest(relation, old_rows, 'observed_at', var('job_runs_rebuild_hours', 48) | int) }}
 {%- endmacro %}
 
 
