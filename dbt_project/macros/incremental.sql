@@ -96,13 +96,19 @@
 #}
 {% macro ops_delete_job_overlap_days_to_rebuild() -%}
     {%- if is_incremental() %}
-    {%- set horizon = timestamp_add(as_of_timestamp(), -1 * (var('job_overlap_rebuild_hours') | int), 'hour') %}
     delete from {{ this }}
-    where run_date >= (
+    where run_date >= {{ ops_job_overlap_rebuild_cutoff() }}
+    {%- endif %}
+{%- endmacro %}
+
+
+{# The first day the pre-hook above deletes (a scalar subquery on this model's table). #}
+{% macro ops_job_overlap_rebuild_cutoff() -%}
+    {%- set horizon = timestamp_add(as_of_timestamp(), -1 * (var('job_overlap_rebuild_hours') | int), 'hour') %}
+    (
         select least(coalesce(max(built.run_date), date '1970-01-01'), {{ to_utc_date(horizon) }})
         from {{ this }} as built
     )
-    {%- endif %}
 {%- endmacro %}
 
 

@@ -78,16 +78,28 @@
 
 {# Post-hook: delete the old rows that this run has replaced (started at or after their P_s). #}
 {% macro ops_recovery_delete_replaced(relation) -%}
+    {{ ops_delete_replaced(relation, 'incident_id', ops_recovery_restart_points, ['subject_type', 'subject'],
+                           'replaced.started_at >= replaced_points.restart_at') }}
+{%- endmacro %}
+
+
+{#
+    Post-hook of the append + replace models: delete the rows of earlier runs (`_build_id` not
+    this invocation's) that this run replaced. `restart_points(relation, old_rows)` gives the
+    restart points over those old rows, joined on `join_columns`; `replaced_when` is the
+    condition on `replaced` (a row) and `replaced_points` (its restart point).
+#}
+{% macro ops_delete_replaced(relation, row_id, restart_points, join_columns, replaced_when) -%}
     {%- set old_rows = "_build_id <> '" ~ invocation_id ~ "'" -%}
     delete from {{ relation }}
     where {{ old_rows }}
-      and incident_id in (
-        select replaced.incident_id
+      and {{ row_id }} in (
+        select replaced.{{ row_id }}
         from {{ relation }} as replaced
-        inner join ({{ ops_recovery_restart_points(relation, old_rows) }}) as replaced_points
-            on replaced_points.subject_type = replaced.subject_type
-           and replaced_points.subject = replaced.subject
+        inner join ({{ restart_points(relation, old_rows) }}) as replaced_points
+            on {% for column in join_columns %}replaced_points.{{ column }} = replaced.{{ column }}
+            {%- if not loop.last %} and {% endif %}{% endfor %}
         where replaced.{{ old_rows }}
-          and replaced.started_at >= replaced_points.restart_at
+          and ({{ replaced_when }})
       )
 {%- endmacro %}

@@ -45,18 +45,7 @@
 {# Post-hook: delete the old rows this run replaced (event runs from P_j on, snapshot runs
    observed from H on). #}
 {% macro ops_job_runs_delete_replaced(relation) -%}
-    {%- set old_rows = "_build_id <> '" ~ invocation_id ~ "'" -%}
-    delete from {{ relation }}
-    where {{ old_rows }}
-      and job_run_id in (
-        select replaced.job_run_id
-        from {{ relation }} as replaced
-        inner join ({{ ops_job_runs_restart_points(relation, old_rows) }}) as replaced_points
-            on replaced_points.job_name = replaced.job_name
-        where replaced.{{ old_rows }}
-          and (
-            (replaced.inferred_from like 'heartbeat%' and replaced.observed_at >= replaced_points.horizon_at)
-            or (replaced.inferred_from not like 'heartbeat%' and replaced.run_at >= replaced_points.restart_at)
-          )
-      )
+    {{ ops_delete_replaced(relation, 'job_run_id', ops_job_runs_restart_points, ['job_name'],
+        "(replaced.inferred_from like 'heartbeat%' and replaced.observed_at >= replaced_points.horizon_at)"
+        ~ " or (replaced.inferred_from not like 'heartbeat%' and replaced.run_at >= replaced_points.restart_at)") }}
 {%- endmacro %}

@@ -47,9 +47,7 @@ runs as (
       and job_runs.run_ended_at >= {{ ops_timestamp_bound(
             "(select " ~ timestamp_add("cast('1970-01-01 00:00:00+00:00' as timestamp with time zone)",
                 "24 * (coalesce(max(kept.run_date) + 1, date '1970-01-01') - date '1970-01-01')", 'hour')
-            ~ " from " ~ this ~ " as kept where kept.run_date < (select least(coalesce(max(built.run_date), date '1970-01-01'), "
-            ~ to_utc_date(timestamp_add(as_of_timestamp(), -1 * (var('job_overlap_rebuild_hours') | int), 'hour'))
-            ~ ") from " ~ this ~ " as built))") }}
+            ~ " from " ~ this ~ " as kept where kept.run_date < " ~ ops_job_overlap_rebuild_cutoff() ~ ")") }}
       {%- endif %}
 
 ),

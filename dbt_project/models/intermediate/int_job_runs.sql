@@ -36,6 +36,9 @@
     loads it, or a job fires more than the horizon apart.
 -#}
 
+{#- the earliest restart point as a literal (one query when the model compiles) #}
+{%- set read_from = ops_timestamp_bound(ops_job_runs_restart_from(this, 'true')) if is_incremental() else none %}
+
 with
 
 params as (
@@ -54,7 +57,7 @@ events as (
       and (event_type in ('timer_fired', 'job_run_skipped_overlap', 'timer_scheduled')
            or error_family = 'job_execution_failed')
     {%- if is_incremental() %}
-      and created_at >= {{ ops_timestamp_bound(ops_job_runs_restart_from(this, 'true')) }}
+      and created_at >= {{ read_from }}
     {%- endif %}
 
 ),
@@ -73,7 +76,7 @@ scraper_runs as (
     from {{ ref('stg_ops__metrics_scraper_runs') }}
     where run_at <= {{ as_of_timestamp() }}
     {%- if is_incremental() %}
-      and run_at >= {{ ops_timestamp_bound(ops_job_runs_restart_from(this, 'true')) }}
+      and run_at >= {{ read_from }}
     {%- endif %}
 
 ),
@@ -240,7 +243,6 @@ event_runs as (
         end as inferred_from,
         fired_at as run_at,
         1 as sequence_in_source,
-        coalesce(next_fired_at, {{ as_of_timestamp() }}) as covers_until,
         fired_at,
         next_fired_at
     from fire_runs
@@ -258,7 +260,6 @@ event_runs as (
         'execution_failed_event',
         failed_at,
         failure_no,
-        failed_at,
         cast(null as timestamp with time zone),
         cast(null as timestamp with time zone)
     from failures
@@ -277,7 +278,6 @@ event_runs as (
         'metrics_scraper_run',
         run_at,
         scraper_no,
-        run_at,
         cast(null as timestamp with time zone),
         cast(null as timestamp with time zone)
     from scraper_attributed
@@ -299,30 +299,36 @@ event_runs_new as (
 ),
 
 {#- every event run, for the snapshot dedup below: incremental runs add the kept rows before
-    each job's restart point from the table #}
+    each job's restart point from the table. covers_until: a firing's events belong to it until
+    the next firing (as_of for the latest); a run without a firing covers only its own time #}
 event_runs_all as (
 
-    select job_name, run_started_at, run_ended_at, outcome, covers_until
-    from event_runs_new
-    {%- if is_incremental() %}
-
-    union all
-
     select
-        kept.job_name,
-        kept.run_started_at,
-        kept.run_ended_at,
-        kept.outcome,
+        job_name,
+        run_started_at,
+        run_ended_at,
+        outcome,
         case
-            when kept.fired_at is not null then coalesce(kept.next_fired_at, {{ as_of_timestamp() }})
-            else kept.run_at
-        end
-    from {{ this }} as kept
-    inner join ({{ ops_job_runs_restart_points(this, 'true') }}) as restart_points
-        on restart_points.job_name = kept.job_name
-    where kept.inferred_from not like 'heartbeat%'
-      and kept.run_at < restart_points.restart_at
-    {%- endif %}
+            when fired_at is not null then coalesce(next_fired_at, {{ as_of_timestamp() }})
+            else run_at
+        end as covers_until
+    from (
+        select job_name, run_started_at, run_ended_at, outcome, fired_at, next_fired_at, run_at
+        from event_runs_new
+        {%- if is_incremental() %}
+
+        union all
+
+        select
+            kept.job_name, kept.run_started_at, kept.run_ended_at, kept.outcome, kept.fired_at,
+            kept.next_fired_at, kept.run_at
+        from {{ this }} as kept
+        inner join ({{ ops_job_runs_restart_points(this, 'true') }}) as restart_points
+            on restart_points.job_name = kept.job_name
+        where kept.inferred_from not like 'heartbeat%'
+          and kept.run_at < restart_points.restart_at
+        {%- endif %}
+    ) as runs_of_events
 
 ),
 
