@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import psycopg
 from dbquery import query_location
 
 from orchestration.lib.dbt_env import dbt_env, dbt_target
@@ -82,6 +83,28 @@ def _built_at_count(warehouse: Location, model: str) -> int:
     return query_location(warehouse, f"select count(distinct _built_at) from {model}")[0][0]
 
 
+def _back_date_an_error(source: Location, warehouse: Location, as_of: datetime) -> tuple[str, datetime, int]:
+    """Insert into the source a copy of the first error of a quiet-gap incident that recovered
+    6 to 36 hours before as_of, one second later (the same family, so it joins that incident);
+    returns the incident's subject, start and error count before."""
+    subject, started_at, n_errors = query_location(warehouse, f"""
+        select subject, started_at, n_errors from intermediate.int_recovery_incidents
+        where subject_type = 'family' and recovery_basis = 'errors_stopped' and is_recovered
+          and recovered_at between timestamptz '{as_of.isoformat()}' - interval '36 hours'
+                               and timestamptz '{as_of.isoformat()}' - interval '6 hours'
+        order by started_at limit 1""")[0]
+    event_id = query_location(warehouse, f"""
+        select event_id from intermediate.int_events_classified
+        where error_family = '{subject}' and created_at = timestamptz '{started_at.isoformat()}' limit 1""")[0][0]
+    with psycopg.connect(source.dsn, autocommit=True) as conn:
+        conn.execute(f"""
+        insert into system_events (event_type, event_data, metadata, severity, message, component, "timestamp", created_at)
+        select event_type, event_data, metadata, severity, message, component,
+               "timestamp" + interval '1 second', created_at + interval '1 second'
+        from system_events where id::text = '{event_id}'""")
+    return subject, started_at, n_errors
+
+
 def test_incremental_rebuilds_equal_a_full_build(pg_databases, tmp_path):
     """Both targets, built in parallel from one simulated source (DuckDB and PostgreSQL)."""
     from orchestration.lib.extract.engine import extract_all
@@ -112,6 +135,12 @@ def test_incremental_rebuilds_equal_a_full_build(pg_databases, tmp_path):
             each(_dbt, [(wh, cut, tmp_path / f"inc_{kind}", command) for kind, wh in incremental.items()])
             lo = cut
         as_of = cuts[-1]
+        # the bot commits an error a day late: it joins an incident the table holds as final
+        # (recovered long before the newest error), so the next run must rebuild from it
+        late_subject, late_started_at, late_errors = _back_date_an_error(source, incremental["postgres"], as_of)
+        for wh in incremental.values():
+            extract_all(source, wh)
+        each(_dbt, [(wh, as_of, tmp_path / f"inc_{kind}") for kind, wh in incremental.items()])
         rows = {kind: _rows(wh) for kind, wh in incremental.items()}
         for kind, wh in incremental.items():
             incidents = rows[kind]["intermediate.int_recovery_incidents"]
@@ -120,6 +149,8 @@ def test_incremental_rebuilds_equal_a_full_build(pg_databases, tmp_path):
                 assert _build_ids(wh, model) > 1, f"{kind}: {model} should keep rows from several runs"
             # the mart kept the periods before Monday 2026-06-01 from an earlier build
             assert _built_at_count(wh, "marts.mart_job_performance") > 1, kind
+            late = [r for r in incidents if (r[2], r[3]) == (late_subject, late_started_at)]
+            assert late and late[0][5] == late_errors + 1, f"{kind}: the late error did not join its incident: {late}"
             performance = rows[kind]["marts.mart_job_performance"]
             assert any(r[12] > 0 for r in performance), f"{kind}: no failure streak to carry"
 

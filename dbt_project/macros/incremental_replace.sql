@@ -5,45 +5,52 @@
     the previous state (the model passes `true` — it reads the table before its new rows are
     inserted; the post-hook passes `_build_id <> invocation_id`), so model and hook agree.
 
-    Horizon B = least(as_of, max(last_error_at) of the old rows) − var('recovery_rebuild_hours', 48) h.
-    max(last_error_at) is at or before the as_of of the build that wrote the rows, so B leaves the
-    full horizon for late information (late-committed events; a job firing only counts as a
-    success once its next firing is seen) after that build too, even when builds are further
-    apart than the horizon. B is 1970 (recompute everything) when the table is empty.
+    Family horizon B = least(as_of, max(last_error_at) of the old rows, W), where W is the oldest
+    created_at among the fct_system_events rows loaded (or marked deleted) after the newest
+    source_loaded_through of the old rows — the first moment any new information is about.
+    max(last_error_at) is at or before the as_of of the build that wrote the rows, so events
+    loaded earlier but past that as_of are covered too. B is 1970 (recompute everything) when the
+    table is empty. Nothing a run reads before B is new, so it is driven by what was loaded, not
+    by a fixed number of hours: an hourly run of a dense history rebuilds about an hour.
 
-    An incident is *closed before B* when it recovered before B and, for errors_stopped runs,
-    its last error + var('recovery_quiet_minutes') is before B too (no later error can join it).
-    Closed incidents are final. A subject restarts at P_s = least(B, first started_at of its
-    incidents that are not closed before B); every incident of the subject from P_s on is
-    recomputed and replaced.
+    Job horizon B_job = B − var('recovery_rebuild_hours', 48) h: a job's firing counts as a
+    success only once its next firing is seen, so a firing before W can still turn into a
+    success (and split an incident that recovered later) when its next firing arrives; and a
+    job_heartbeats last_success_at can report a success before W. Keep the var above the longest
+    interval between two firings of a job.
+
+    An incident is *closed before h* (h = its subject type's horizon) when it recovered before h
+    and, for errors_stopped runs, its last error + var('recovery_quiet_minutes') is before h too
+    (no later error can join it). Closed incidents are final. A subject restarts at
+    P_s = least(h, first started_at of its incidents that are not closed before h); every
+    incident of the subject from P_s on is recomputed and replaced.
 #}
 
-{% macro ops_recovery_horizon(relation, old_rows) -%}
-    {{ ops_horizon_before_newest(relation, old_rows, 'last_error_at', var('recovery_rebuild_hours', 48) | int) }}
-{%- endmacro %}
-
-
-{# least(as_of, max(column) of the old rows) − rebuild_hours h; 1970 when there is none (the
-   horizon of the append + replace models: this one and macros/job_runs_incremental.sql). #}
-{% macro ops_horizon_before_newest(relation, old_rows, column, rebuild_hours) -%}
-    (
-        select coalesce(
-            case
-                when max(horizon_rows.{{ column }}) < {{ as_of_timestamp() }}
-                then {{ timestamp_add('max(horizon_rows.' ~ column ~ ')', -rebuild_hours, 'hour') }}
-                else {{ timestamp_add(as_of_timestamp(), -rebuild_hours, 'hour') }}
-            end,
-            {{ timestamptz_literal('1970-01-01T00:00:00+00:00') }}
-        )
+{% macro ops_recovery_horizons(relation, old_rows) -%}
+    {%- set epoch = timestamptz_literal('1970-01-01T00:00:00+00:00') -%}
+    {%- set loaded_since = ops_oldest_created_at_loaded_after(
+            ref('fct_system_events'),
+            'select coalesce(max(watermark_rows.source_loaded_through), ' ~ epoch ~ ') from ' ~ relation
+            ~ ' as watermark_rows where ' ~ old_rows) -%}
+    select
+        family_horizon_at,
+        {{ timestamp_add('family_horizon_at', -(var('recovery_rebuild_hours', 48) | int), 'hour') }} as job_horizon_at
+    from (
+        select case
+            when count(*) = 0 then {{ epoch }}
+            else least({{ as_of_timestamp() }}, max(horizon_rows.last_error_at),
+                       coalesce({{ loaded_since }}, {{ as_of_timestamp() }}))
+        end as family_horizon_at
         from {{ relation }} as horizon_rows
         where {{ old_rows }}
-    )
+    ) as family_horizon
 {%- endmacro %}
 
 
 {# One row per subject of the old rows: subject_type, subject, restart_at (P_s). #}
 {% macro ops_recovery_restart_points(relation, old_rows) -%}
     {%- set quiet_minutes = var('recovery_quiet_minutes', 30) | int -%}
+    {%- set horizon = "case when restart_rows.subject_type = 'job' then restart_horizon.job_horizon_at else restart_horizon.family_horizon_at end" -%}
     select
         restart_rows.subject_type,
         restart_rows.subject,
@@ -51,27 +58,33 @@
             min(case
                 when not (
                     restart_rows.is_recovered
-                    and restart_rows.recovered_at < restart_horizon.horizon_at
+                    and restart_rows.recovered_at < {{ horizon }}
                     and (restart_rows.recovery_basis <> 'errors_stopped'
-                         or {{ timestamp_add('restart_rows.last_error_at', quiet_minutes, 'minute') }} < restart_horizon.horizon_at)
+                         or {{ timestamp_add('restart_rows.last_error_at', quiet_minutes, 'minute') }} < {{ horizon }})
                 )
-                and restart_rows.started_at < restart_horizon.horizon_at
+                and restart_rows.started_at < {{ horizon }}
                 then restart_rows.started_at
             end),
-            restart_horizon.horizon_at
+            {{ horizon }}
         ) as restart_at
     from {{ relation }} as restart_rows
-    cross join (select {{ ops_recovery_horizon(relation, old_rows) }} as horizon_at) as restart_horizon
+    cross join ({{ ops_recovery_horizons(relation, old_rows) }}) as restart_horizon
     where {{ old_rows }}
-    group by restart_rows.subject_type, restart_rows.subject, restart_horizon.horizon_at
+    group by restart_rows.subject_type, restart_rows.subject, restart_horizon.family_horizon_at,
+             restart_horizon.job_horizon_at
 {%- endmacro %}
 
 
-{# L: the earliest restart point (B when no subject has an open incident; 1970 when empty). #}
-{% macro ops_recovery_restart_from(relation, old_rows) -%}
+{# The earliest restart point of the subjects of one type (`job` or `family`); that type's
+   horizon when none of its subjects has an open incident (1970 when the table is empty). #}
+{% macro ops_recovery_restart_from(relation, old_rows, subject_type) -%}
     (
-        select coalesce(min(restart_points.restart_at), {{ ops_recovery_horizon(relation, old_rows) }})
+        select coalesce(
+            min(restart_points.restart_at),
+            (select {{ subject_type }}_horizon_at from ({{ ops_recovery_horizons(relation, old_rows) }}) as type_horizon)
+        )
         from ({{ ops_recovery_restart_points(relation, old_rows) }}) as restart_points
+        where restart_points.subject_type = '{{ subject_type }}'
     )
 {%- endmacro %}
 

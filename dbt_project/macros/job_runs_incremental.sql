@@ -49,3 +49,21 @@
         "(replaced.inferred_from like 'heartbeat%' and replaced.observed_at >= replaced_points.horizon_at)"
         ~ " or (replaced.inferred_from not like 'heartbeat%' and replaced.run_at >= replaced_points.restart_at)") }}
 {%- endmacro %}
+
+
+{# least(as_of, max(column) of the old rows) − rebuild_hours h; 1970 when there is none (the
+   horizon of int_job_runs). #}
+{% macro ops_horizon_before_newest(relation, old_rows, column, rebuild_hours) -%}
+    (
+        select coalesce(
+            case
+                when max(horizon_rows.{{ column }}) < {{ as_of_timestamp() }}
+                then {{ timestamp_add('max(horizon_rows.' ~ column ~ ')', -rebuild_hours, 'hour') }}
+                else {{ timestamp_add(as_of_timestamp(), -rebuild_hours, 'hour') }}
+            end,
+            {{ timestamptz_literal('1970-01-01T00:00:00+00:00') }}
+        )
+        from {{ relation }} as horizon_rows
+        where {{ old_rows }}
+    )
+{%- endmacro %}

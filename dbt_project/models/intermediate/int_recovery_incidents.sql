@@ -21,22 +21,27 @@
     var('recovery_quiet_minutes', 30) minutes, and its recovery is its last error (basis
     `errors_stopped`). Incidents with no recovery by var('as_of') are kept, flagged unrecovered.
 
-    Incremental (append + replace; macros in macros/incremental_replace.sql). An incident that
-    recovered before the horizon B = least(as_of, newest last_error_at in the table) -
-    var('recovery_rebuild_hours', 48) h — for errors_stopped runs also its last error + the quiet
+    Incremental (append + replace; macros in macros/incremental_replace.sql). The family
+    horizon B = least(as_of, newest last_error_at in the table, W) where W is the oldest
+    created_at among the events loaded since the table's source_loaded_through: nothing before
+    B is new. Job subjects get B_job = B - var('recovery_rebuild_hours', 48) h (a firing is a
+    success only once the next one is seen; heartbeats report successes late). An incident that
+    recovered before its horizon — for errors_stopped runs also its last error + the quiet
     minutes — is final: later events can only start later incidents. Each subject restarts at
-    P_s = least(B, first started_at of its incidents not final); subjects not in the table at
-    L = the earliest P_s. A run reads the events from L - var('recovery_context_hours', 48) h
-    (job attribution needs the firing before a failure, runs need the success before them),
-    runs the incident logic below unchanged and keeps the incidents started at or after their
-    subject's P_s; the post-hook deletes the old rows (_build_id of an earlier run) from P_s on,
-    with P_s recomputed over exactly those old rows, so nothing is duplicated or lost and a
-    re-run at the same as_of changes nothing. The incidents cut at the start of the window end
-    before P_s and are dropped. open_minutes_at_as_of is set only on unrecovered incidents (they
-    are always recomputed), so every row equals a full build's.
-    Limits — run with --full-refresh when: an event arrives (or is deleted) with created_at
-    before the horizon of the run that loads it; job_heartbeats report a last_success_at before
-    it; the quiet/success rules or vars change; or the table predates this materialisation.
+    P_s = least(its horizon, first started_at of its incidents not final); subjects not in the
+    table at the earliest P_s of their type. A run reads the events from the earliest family
+    P_s, and the job events (firings, job failures) from the earliest job P_s; it runs the
+    incident logic below unchanged and keeps the incidents started at or after their subject's
+    P_s. No earlier context is needed: a subject's error before P_s belongs to an incident that
+    recovered before P_s (by a success or a quiet gap the window also sees), and a failure whose
+    firing is before the window only makes that (unread) firing a failed one. The post-hook
+    deletes the old rows (_build_id of an earlier run) from P_s on, with P_s recomputed over
+    exactly those old rows, so nothing is duplicated or lost and a re-run at the same as_of
+    changes nothing. open_minutes_at_as_of is set only on unrecovered incidents (they are
+    always recomputed), so every row equals a full build's.
+    Limits — run with --full-refresh when: job_heartbeats report a last_success_at before the
+    job horizon; the quiet/success rules, the classification or the vars change; or the table
+    predates this materialisation (or its source_loaded_through column).
     A job firing more than the horizon apart confirms a success only after the horizon passed:
     keep var('recovery_rebuild_hours') above the longest job interval (default 48 h).
 -#}
@@ -60,6 +65,7 @@ events as (
     {#- only what the logic below reads: errors, job firings and the success events (the other
         ~90 % of the events would be carried through every window for nothing) -#}
     {%- set read_event_types = (['timer_fired'] + success_events.values() | sum(start=[])) | unique | list %}
+    {%- set read_events %}
     select * from {{ ref('int_events_classified') }}
     where created_at <= {{ as_of_timestamp() }}
       and (
@@ -67,10 +73,20 @@ events as (
         or error_family = 'job_execution_failed'
         or event_type in ('{{ read_event_types | join("', '") }}')
       )
+    {%- endset %}
+    {{ read_events }}
     {%- if is_incremental() %}
-      and created_at >= {{ ops_timestamp_bound(
-        '(select ' ~ timestamp_add('restart_from', -(var('recovery_context_hours', 48) | int), 'hour')
-        ~ ' from (select ' ~ ops_recovery_restart_from(this, 'true') ~ ' as restart_from) as window_start)') }}
+    {#- every subject's events from the earliest family restart point; the events of job subjects
+        (failures, firings) also from the earliest job restart point, further back -#}
+    {%- set family_from = ops_timestamp_bound(ops_recovery_restart_from(this, 'true', 'family')) %}
+      and created_at >= {{ family_from }}
+
+    union all
+
+    {{ read_events }}
+      and created_at >= {{ ops_timestamp_bound(ops_recovery_restart_from(this, 'true', 'job')) }}
+      and created_at < {{ family_from }}
+      and (event_type = 'timer_fired' or error_family in ('job_execution_failed', 'consecutive_failures'))
     {%- endif %}
 
 ),
@@ -404,9 +420,14 @@ final as (
             when incidents.recovered_at is null
             then {{ ops_an_minutes_between('incidents.started_at', 'params.as_of') }}
         end as open_minutes_at_as_of,
-        cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as _build_id
+        cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as _build_id,
+        stamped.source_loaded_through
     from incidents
     cross join params
+    cross join (
+        select max(_loaded_at) as source_loaded_through
+        from {{ ref('fct_system_events') }}
+    ) as stamped
     {%- if is_incremental() %}
     {#- keep what this run replaces: the subject's incidents from its restart point on #}
     left join ({{ ops_recovery_restart_points(this, 'true') }}) as restart_points
@@ -414,7 +435,10 @@ final as (
        and restart_points.subject = incidents.subject
     where incidents.started_at >= coalesce(
         restart_points.restart_at,
-        {{ ops_recovery_restart_from(this, 'true') }}
+        case
+            when incidents.subject_type = 'job' then {{ ops_recovery_restart_from(this, 'true', 'job') }}
+            else {{ ops_recovery_restart_from(this, 'true', 'family') }}
+        end
     )
     {%- endif %}
 
