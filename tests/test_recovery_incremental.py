@@ -84,15 +84,16 @@ def _built_at_count(warehouse: Location, model: str) -> int:
 
 
 def _back_date_an_error(source: Location, warehouse: Location, as_of: datetime) -> tuple[str, datetime, int]:
-    """Insert into the source a copy of the first error of a quiet-gap incident that recovered
-    6 to 36 hours before as_of, one second later (the same family, so it joins that incident);
+    """Insert into the source a copy of the first error of the latest quiet-gap incident that
+    recovered 6 to 36 hours before as_of (the latest: so the rebuild stays after Monday
+    2026-06-01 and the test still sees periods kept from an earlier build), one second later (the same family, so it joins that incident);
     returns the incident's subject, start and error count before."""
     subject, started_at, n_errors = query_location(warehouse, f"""
         select subject, started_at, n_errors from intermediate.int_recovery_incidents
         where subject_type = 'family' and recovery_basis = 'errors_stopped' and is_recovered
           and recovered_at between timestamptz '{as_of.isoformat()}' - interval '36 hours'
                                and timestamptz '{as_of.isoformat()}' - interval '6 hours'
-        order by started_at limit 1""")[0]
+        order by started_at desc limit 1""")[0]
     event_id = query_location(warehouse, f"""
         select event_id from intermediate.int_events_classified
         where error_family = '{subject}' and created_at = timestamptz '{started_at.isoformat()}' limit 1""")[0][0]
@@ -103,6 +104,23 @@ def _back_date_an_error(source: Location, warehouse: Location, as_of: datetime) 
                "timestamp" + interval '1 second', created_at + interval '1 second'
         from system_events where id::text = '{event_id}'""")
     return subject, started_at, n_errors
+
+
+def _back_date_a_job_failure(source: Location, warehouse: Location, as_of: datetime) -> tuple[str, datetime]:
+    """Insert into the source a failure of the latest successful timer-fired run 6 to 20 hours
+    before as_of, 30 seconds after its firing (committed late, as if by a slow writer): the run
+    becomes a failure. Returns the job and the firing."""
+    job, fired_at = query_location(warehouse, f"""
+        select job_name, fired_at from intermediate.int_job_runs
+        where outcome = 'success' and inferred_from = 'timer_fired'
+          and fired_at between timestamptz '{as_of.isoformat()}' - interval '20 hours'
+                           and timestamptz '{as_of.isoformat()}' - interval '6 hours'
+        order by fired_at desc limit 1""")[0]
+    with psycopg.connect(source.dsn, autocommit=True) as conn:
+        conn.execute("""insert into system_events (event_type, severity, message, component, "timestamp", created_at)
+                        values (%s, 'error', 'late failure', 'scheduler', %s, %s)""",
+                     (f"{job}_job_execution_failed", fired_at + timedelta(seconds=30), fired_at + timedelta(seconds=30)))
+    return job, fired_at
 
 
 def test_incremental_rebuilds_equal_a_full_build(pg_databases, tmp_path):
@@ -138,6 +156,7 @@ def test_incremental_rebuilds_equal_a_full_build(pg_databases, tmp_path):
         # the bot commits an error a day late: it joins an incident the table holds as final
         # (recovered long before the newest error), so the next run must rebuild from it
         late_subject, late_started_at, late_errors = _back_date_an_error(source, incremental["postgres"], as_of)
+        late_job, late_fired_at = _back_date_a_job_failure(source, incremental["postgres"], as_of)
         for wh in incremental.values():
             extract_all(source, wh)
         each(_dbt, [(wh, as_of, tmp_path / f"inc_{kind}") for kind, wh in incremental.items()])
@@ -149,6 +168,8 @@ def test_incremental_rebuilds_equal_a_full_build(pg_databases, tmp_path):
                 assert _build_ids(wh, model) > 1, f"{kind}: {model} should keep rows from several runs"
             # the mart kept the periods before Monday 2026-06-01 from an earlier build
             assert _built_at_count(wh, "marts.mart_job_performance") > 1, kind
+            late_runs = [r for r in rows[kind]["intermediate.int_job_runs"] if (r[1], r[10]) == (late_job, late_fired_at)]
+            assert late_runs and late_runs[0][6] == "failure", f"{kind}: the late failure did not fail its run: {late_runs}"
             late = [r for r in incidents if (r[2], r[3]) == (late_subject, late_started_at)]
             assert late and late[0][5] == late_errors + 1, f"{kind}: the late error did not join its incident: {late}"
             performance = rows[kind]["marts.mart_job_performance"]

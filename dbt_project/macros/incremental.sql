@@ -37,18 +37,18 @@
 
 
 {#
-    The oldest created_at among the rows of `relation` loaded after `watermark_sql` (a scalar
-    subquery; null when none). The `offset 0` fence keeps PostgreSQL from turning min() into a
+    The oldest created_at (or `column`) among the rows of `relation` loaded after `watermark_sql`
+    (a scalar subquery; null when none). The `offset 0` fence keeps PostgreSQL from turning min() into a
     walk of the created_at index from the oldest row, filtering on _loaded_at until it meets a
     new row — on a long history that walks the whole index (the new rows are the newest) where
     the _loaded_at index reads the new rows only. Measured: mart_error_trends_hourly's hourly
     run on 1.3M events 1.03 → 0.07 s.
 #}
-{% macro ops_oldest_created_at_loaded_after(relation, watermark_sql) -%}
+{% macro ops_oldest_created_at_loaded_after(relation, watermark_sql, column='created_at') -%}
     (
-        select min(loaded_rows.created_at)
+        select min(loaded_rows.{{ column }})
         from (
-            select created_at
+            select {{ column }}
             from {{ relation }}
             where _loaded_at > ({{ watermark_sql }})
             offset 0
@@ -91,8 +91,10 @@
 
 {#
     Pre-hook of int_job_overlap_days: delete the days an incremental run rebuilds — from the
-    earliest of the newest day built (it stopped at the previous as_of) and the UTC day of
-    as_of − var('job_overlap_rebuild_hours') (runs whose end or outcome arrived since).
+    earliest of the newest day built (it stopped at the previous as_of) and the UTC day where
+    the earliest int_job_runs rewrite since this table's watermark (job_runs_built_through, the
+    newest int_job_runs _built_at it read) began (`_rebuilt_from`: every run replaced or removed
+    is at or after it).
 #}
 {% macro ops_delete_job_overlap_days_to_rebuild() -%}
     {%- if is_incremental() %}
@@ -104,10 +106,18 @@
 
 {# The first day the pre-hook above deletes (a scalar subquery on this model's table). #}
 {% macro ops_job_overlap_rebuild_cutoff() -%}
-    {%- set horizon = timestamp_add(as_of_timestamp(), -1 * (var('job_overlap_rebuild_hours') | int), 'hour') %}
+    {%- set epoch = timestamptz_literal('1970-01-01T00:00:00+00:00') %}
+    {%- set far_future = timestamp_add(epoch, 24 * 365 * 1000, 'hour') %}
     (
-        select least(coalesce(max(built.run_date), date '1970-01-01'), {{ to_utc_date(horizon) }})
-        from {{ this }} as built
+        select least(
+            coalesce(built.newest_day, date '1970-01-01'),
+            {{ to_utc_date('coalesce((select min(rewritten._rebuilt_from) from ' ~ ref('int_job_runs')
+                ~ ' as rewritten where rewritten._built_at > built.job_runs_built_through), ' ~ far_future ~ ')') }}
+        )
+        from (
+            select max(run_date) as newest_day, coalesce(max(job_runs_built_through), {{ epoch }}) as job_runs_built_through
+            from {{ this }}
+        ) as built
     )
 {%- endmacro %}
 
@@ -147,15 +157,15 @@
 {#
     mart_job_performance rebuilds its periods from day number (days since 1970-01-01) N = the
     Monday on or before the earliest of (1) the newest day built, (2) the day of as_of −
-    var('job_runs_rebuild_hours') − 24 h (int_job_runs rewrites each job from its last firing
-    before as_of − that horizon) and (3) the day of the earliest int_job_runs row written after
-    this table's last build (a run int_job_runs rewrote further back, e.g. the last firing
-    before a silence). Evaluated once when the model compiles, before its pre-hook deletes the
+    var('job_runs_rebuild_hours') − 24 h (the periods a late run or outcome can still reach) and
+    (3) the day where the earliest int_job_runs rewrite since this table's last build began
+    (`_rebuilt_from` of the rows written after it: every run int_job_runs replaced or removed
+    is at or after it). Evaluated once when the model compiles, before its pre-hook deletes the
     periods from N on, so the pre-hook and the model's query agree; 0 rebuilds everything.
 #}
 {% macro ops_job_performance_rebuild_from_n() -%}
     {%- set day_n = "(" ~ to_utc_date('{ts}') ~ " - date '1970-01-01')" %}
-    {%- set horizon = timestamp_add(as_of_timestamp(), -1 * ((var('job_runs_rebuild_hours', 48) | int) + 24), 'hour') %}
+    {%- set horizon = timestamp_add(as_of_timestamp(), -1 * ((var('job_runs_rebuild_hours', 2) | int) + 24), 'hour') %}
     {%- set cutoff_sql %}
         select 4 + 7 * cast(floor((cutoff.day_n - 4) / 7.0) as bigint)
         from (
@@ -163,7 +173,7 @@
                 coalesce(max(case when built.period = 'day' then {{ day_n.replace('{ts}', 'built.period_start') }} end), 0),
                 {{ day_n.replace('{ts}', horizon) }},
                 coalesce((
-                    select min({{ day_n.replace('{ts}', 'rewritten.run_at') }})
+                    select min({{ day_n.replace('{ts}', 'rewritten._rebuilt_from') }})
                     from {{ ref('int_job_runs') }} as rewritten
                     where rewritten._built_at > (select max(own._built_at) from {{ this }} as own)
                 ), 2147483647)

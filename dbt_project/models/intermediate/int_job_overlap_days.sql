@@ -14,9 +14,9 @@
     whether the job ran and whether another one ran alongside. Exact microseconds (bigint).
 
     Incremental by day: the pre-hook deletes the days from the earliest of the newest day built
-    and the UTC day of as_of − var('job_overlap_rebuild_hours'); the run rebuilds every day after
-    the newest day left, from the runs that end on or after it. A run that changes further back
-    (an event committed more than that late) needs --full-refresh.
+    and the day where int_job_runs' earliest rewrite since this table's watermark began
+    (job_runs_built_through; int_job_runs._rebuilt_from); the run rebuilds every day after the
+    newest day left, from the runs that end on or after it.
 -#}
 
 with
@@ -143,8 +143,12 @@ select
     pieces.job_name,
     pieces.run_date,
     cast(sum(pieces.piece_us) as bigint) as run_us,
-    cast(sum(case when pieces.others_running then pieces.piece_us else 0 end) as bigint) as overlap_us
+    cast(sum(case when pieces.others_running then pieces.piece_us else 0 end) as bigint) as overlap_us,
+    {#- the newest int_job_runs write this run has seen: the next run rebuilds from where the
+        rewrites after it began #}
+    max(job_runs_seen.job_runs_built_through) as job_runs_built_through
 from pieces
+cross join (select max(_built_at) as job_runs_built_through from {{ ref('int_job_runs') }}) as job_runs_seen
 {%- if is_incremental() %}
 cross join rebuild
 where pieces.run_date >= rebuild.rebuild_from

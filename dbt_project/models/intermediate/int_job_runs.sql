@@ -28,12 +28,13 @@
 
     Incremental (append + replace; macros/job_runs_incremental.sql): a run reads the job events
     from L = the earliest restart point P_j (each job's latest firing at or before the horizon
-    H = as_of − var('job_runs_rebuild_hours', 48) h), keeps each job's event runs from its P_j on
-    and the snapshot runs observed from H on; the post-hook deletes the old rows they replace.
-    The dedup of snapshot runs reads the kept event runs before P_j from the table itself
-    (fired_at, next_fired_at). Every row equals a full build's. Limits — run with --full-refresh
-    when an event arrives (or is deleted) with created_at before the horizon of the run that
-    loads it, or a job fires more than the horizon apart.
+    H: the oldest event or scraper run loaded since the table's watermarks, at most the newest
+    built observed_at, minus var('job_runs_rebuild_hours', 2) h), keeps each job's event runs
+    from its P_j on and the snapshot runs observed from H on; the post-hook deletes the old rows
+    they replace. The dedup of snapshot runs reads the kept event runs before P_j from the table
+    itself (fired_at, next_fired_at). Every row equals a full build's; _rebuilt_from (= L) tells
+    the models downstream where the rewrite began. Limits — run with --full-refresh when the
+    table predates its watermark columns.
 -#}
 
 {#- the earliest restart point as a literal (one query when the model compiles) #}
@@ -539,8 +540,19 @@ final as (
         fired_at,
         next_fired_at,
         cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as _build_id,
-        cast(current_timestamp as timestamp with time zone) as _built_at
+        cast(current_timestamp as timestamp with time zone) as _built_at,
+        {#- where this run's rewrite began (no row before it changed): the rebuild point of
+            mart_job_performance and int_job_overlap_days #}
+        {{ read_from if is_incremental() else timestamptz_literal('1970-01-01T00:00:00+00:00') }} as _rebuilt_from,
+        loaded.source_loaded_through,
+        loaded.scraper_loaded_through
     from all_runs
+    cross join (
+        select
+            (select max(_loaded_at) from {{ ref('fct_system_events') }}) as source_loaded_through,
+            {#- raw, deleted rows included: a deletion mark gets a new _loaded_at #}
+            (select max(_loaded_at) from {{ source('ops', 'metrics_scraper_runs') }}) as scraper_loaded_through
+    ) as loaded
 
 )
 

@@ -14,8 +14,9 @@
 
     Incremental by week (macros/incremental.sql, ops_delete_job_performance_to_rebuild): the
     pre-hook deletes the periods from the Monday on or before the earliest of the newest day
-    built, the day of as_of − var('job_runs_rebuild_hours') − 24 h and the day of the earliest
-    int_job_runs row written since this table's last build; the run rebuilds every period after
+    built, the day of as_of − var('job_runs_rebuild_hours') − 24 h and the day where the
+    earliest int_job_runs rewrite since this table's last build began (_rebuilt_from); the run
+    rebuilds every period after
     the newest day left, from the runs since then, carrying each job's failure streak and last
     success from that day's row. After a change to dim_jobs' settings, run with --full-refresh.
 -#}
