@@ -144,3 +144,22 @@
     {%- set types = var('trend_operation_event_types', ['timer_fired', 'posting_attempt_started']) -%}
     ({% for t in types %}'{{ t | replace("'", "") }}'{% if not loop.last %}, {% endif %}{% endfor %})
 {%- endmacro %}
+
+
+{#
+    Post-hook of mart_template_rank_7d_30d: the miner's mart_error_templates takes its 7- and
+    30-day counts from this mart's windows (the same events: templated, not deleted, in
+    (as_of − n days, as_of], under the live template id), so the miner no longer re-counts 30
+    days of events on every run. Templates outside the windows get 0.
+#}
+{% macro ops_update_template_window_counts() -%}
+    update {{ source('templates', 'mart_error_templates') }} as templates set
+        n_events_7d = coalesce((
+            select ranked.n_events from {{ this }} as ranked
+            where ranked.window_days = 7 and ranked.template_id = templates.template_id
+        ), 0),
+        n_events_30d = coalesce((
+            select ranked.n_events from {{ this }} as ranked
+            where ranked.window_days = 30 and ranked.template_id = templates.template_id
+        ), 0)
+{%- endmacro %}

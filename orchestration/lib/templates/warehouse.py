@@ -4,9 +4,10 @@ Tables (schema ``marts``):
 - ``error_event_templates``  one row per mined error event: event_id → template_id (as assigned;
                              follow ``error_template_aliases`` to the live id);
 - ``error_template_aliases`` old template id → live id, for ids a later generalisation replaced;
-- ``mart_error_templates``   one row per live template: text, first/last seen, counts (all time,
-                             last 7 and 30 days before ``as_of``), families and jobs it appears in,
-                             an example, ``is_new`` (first seen in the latest run);
+- ``mart_error_templates``   one row per live template: text, first/last seen, counts (all time;
+                             last 7 and 30 days before ``as_of``, set by the template marts'
+                             build), families and jobs it appears in, an example, ``is_new``
+                             (first seen in the latest run);
 - ``error_template_state``   the miner's state (JSON), saved in the same transaction as the
                              assignments, so a crash neither loses nor double-counts an event,
                              and ``mined_through``: the newest ``_loaded_at`` of the fact table
@@ -187,27 +188,18 @@ def _insert_many(conn, warehouse: Location, table: str, rows: list[tuple], p: st
 
 def _rebuild_mart(conn, warehouse: Location, miner: TemplateMiner, new_ids: set[str], as_of: datetime,
                   p: str) -> None:
-    """All live templates with all-time counts (from the state) and window counts (from the facts)."""
+    """All live templates with all-time counts (from the state). The 7- and 30-day counts are set
+    by the template marts' build (mart_template_rank_7d_30d's post-hook sums them from the hourly
+    counts: re-counting 30 days of events here grew with the history); until then each template
+    keeps its counts of the previous run."""
+    previous = {template_id: (n_7d, n_30d) for template_id, n_7d, n_30d in conn.execute(
+        f"select template_id, n_events_7d, n_events_30d from {SCHEMA}.mart_error_templates").fetchall()}
     conn.execute(f"delete from {SCHEMA}.mart_error_templates")
     rows = []
     for cluster in miner.clusters.values():
+        n_7d, n_30d = previous.get(cluster.template_id, (0, 0))
         rows.append((cluster.template_id, cluster.template, cluster.first_seen_at, cluster.last_seen_at,
-                     cluster.size, 0, 0, ", ".join(sorted(cluster.event_types)),
+                     cluster.size, n_7d, n_30d, ", ".join(sorted(cluster.event_types)),
                      ", ".join(sorted(cluster.job_names)), cluster.example_message,
                      cluster.template_id in new_ids, as_of))
     _insert_many(conn, warehouse, f"{SCHEMA}.mart_error_templates", rows, p)
-    window = f"cast({p} as timestamptz)"
-    conn.execute(f"""
-        update {SCHEMA}.mart_error_templates as t set
-          n_events_7d = w.n_7d, n_events_30d = w.n_30d
-        from (
-          select coalesce(a.template_id, m.template_id) as template_id,
-                 sum(case when f.created_at > {window} - interval '7 days' then 1 else 0 end) as n_7d,
-                 count(*) as n_30d
-          from {SCHEMA}.error_event_templates m
-          join {SCHEMA}.fct_system_events f on f.event_id = m.event_id
-          left join {SCHEMA}.error_template_aliases a on a.old_id = m.template_id
-          where f.created_at > {window} - interval '30 days' and f.created_at <= {window} and not f.is_deleted
-          group by 1
-        ) w
-        where t.template_id = w.template_id""", (as_of, as_of, as_of))

@@ -1,3 +1,5 @@
+{{ config(post_hook="{{ ops_update_template_window_counts() }}") }}
+
 {#-
     The most common error templates over the 7 and 30 days ending var('as_of'), with share,
     rank, an example, the families and jobs each appears in and the trend against the previous
