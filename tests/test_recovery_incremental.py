@@ -1,5 +1,6 @@
-"""The incremental rebuilds of history-sized tables — int_recovery_incidents, int_job_runs and
-mart_job_performance (each restarts from a horizon and carries what came before): a warehouse
+"""The incremental rebuilds of history-sized tables — int_recovery_incidents, int_job_runs,
+mart_job_performance (each restarts from a horizon and carries what came before) and the
+co-logging hours under int_error_family_co_logging: a warehouse
 built day by day, then hour by hour, holds the rows a fresh warehouse built once in full at the
 same as_of holds, and re-running a build changes nothing."""
 
@@ -41,8 +42,12 @@ MODELS = {
         f"{_round('minutes_since_last_success')}, is_stale, {_round('overlap_share')}, "
         f"is_overlap_above_target, overlap_null_reason, {_round('known_run_minutes')}",
         "1, 2, 3"),
+    "intermediate.int_error_family_co_logging_hours": ("hour_start, family_a, family_b, n_events", "1, 2, 3"),
+    "intermediate.int_error_family_co_logging": (
+        "family_a, family_b, n_events_a, n_events_b, n_co_logged_a, n_co_logged_b, "
+        f"{_round('co_logged_share_a')}, {_round('co_logged_share_b')}", "1, 2"),
 }
-SELECT = "+int_recovery_incidents +mart_job_performance"
+SELECT = "+int_recovery_incidents +mart_job_performance +int_error_family_co_logging"
 # a job-runs horizon of 6 h: the hourly step then rebuilds mart_job_performance from Monday
 # 2026-06-01 and carries each job's streak and last success from the Sunday before
 VARS = {"job_runs_rebuild_hours": 2}
@@ -166,6 +171,9 @@ def test_incremental_rebuilds_equal_a_full_build(pg_databases, tmp_path):
             assert incidents and any(not r[8] for r in incidents) and any(r[8] for r in incidents), kind
             for model in ("intermediate.int_recovery_incidents", "intermediate.int_job_runs"):
                 assert _build_ids(wh, model) > 1, f"{kind}: {model} should keep rows from several runs"
+            assert query_location(wh, "select count(distinct source_loaded_through) "
+                                      "from intermediate.int_error_family_co_logging_hours")[0][0] > 1, kind
+            assert rows[kind]["intermediate.int_error_family_co_logging"], f"{kind}: no co-logged pair"
             # the mart kept the periods before Monday 2026-06-01 from an earlier build
             assert _built_at_count(wh, "marts.mart_job_performance") > 1, kind
             late_runs = [r for r in rows[kind]["intermediate.int_job_runs"] if (r[1], r[10]) == (late_job, late_fired_at)]

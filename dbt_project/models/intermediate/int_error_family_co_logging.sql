@@ -8,16 +8,21 @@
     seconds away. Two writers logging one failure do so within milliseconds on the same decision
     or job; a cause is followed by its effect minutes or hours later, so it never pairs up here.
 
-    No unbounded self-join: events are cut into buckets of the gap's width, and an event only
-    meets the events of the same key in its own and the two adjacent buckets (every partner within
-    the gap is there), then the exact gap is checked.
+    Sums int_error_family_co_logging_hours (incremental, per hour of A's event) over the hours
+    inside the window, and pairs events (macros/co_logging.sql) only for the hours a window
+    boundary cuts and the hour next to each (a partner within the gap may lie across the
+    boundary): every other hour's events and their partners lie inside the window, so its
+    counts are the window's. The same rows as pairing the window's events, at the cost of four
+    hours of events instead of 30 days.
 -#}
 
 {%- set window_days = var('corr_window_days', 30) | int %}
-{%- set max_gap_us = (var('corr_synonym_max_gap_seconds', 5) | float * 1000000) | int %}
 {#- the window's bounds as expressions, the same on every reference (no one-row CTE to join) -#}
 {%- set window_start = timestamp_add(as_of_timestamp(), -24 * window_days, 'hour') %}
 {%- set window_end = as_of_timestamp() %}
+{%- set split_hours = [
+    trunc_utc_hour(window_start), timestamp_add(trunc_utc_hour(window_start), 1, 'hour'),
+    timestamp_add(trunc_utc_hour(window_end), -1, 'hour'), trunc_utc_hour(window_end)] %}
 
 with
 
@@ -28,6 +33,18 @@ families as (
 
 ),
 
+-- the hours wholly inside the window, away from its boundaries: summed
+whole_hours as (
+
+    select family_a, family_b, sum(n_events) as n_events
+    from {{ ref('int_error_family_co_logging_hours') }}
+    where hour_start > {{ split_hours[1] }}
+      and hour_start < {{ split_hours[2] }}
+    group by family_a, family_b
+
+),
+
+-- the split hours: their error events (and partners from the window) paired here
 classified as (
 
     select event_id, error_family, job_name, created_at
@@ -35,6 +52,11 @@ classified as (
     where is_error
       and created_at >= {{ window_start }}
       and created_at <= {{ window_end }}
+      and (
+        {%- for split_hour in split_hours %}
+        {% if not loop.first %}or {% endif %}(created_at >= {{ timestamp_add(split_hour, -1, 'hour') }} and created_at < {{ timestamp_add(split_hour, 2, 'hour') }})
+        {%- endfor %}
+      )
 
 ),
 
@@ -46,6 +68,11 @@ facts as (
     where created_at >= {{ window_start }}
       and created_at <= {{ window_end }}
       and decision_id is not null
+      and (
+        {%- for split_hour in split_hours %}
+        {% if not loop.first %}or {% endif %}(created_at >= {{ timestamp_add(split_hour, -1, 'hour') }} and created_at < {{ timestamp_add(split_hour, 2, 'hour') }})
+        {%- endfor %}
+      )
 
 ),
 
@@ -56,81 +83,64 @@ error_events as (
         classified.error_family,
         classified.job_name,
         facts.decision_id,
+        classified.created_at,
         {{ ops_an_microseconds_between(window_start, 'classified.created_at') }} as at_us
     from classified
-    inner join families on families.error_family = classified.error_family
     left join facts on facts.event_id = classified.event_id
+
+),
+
+split_events as (
+
+    select event_id, error_family
+    from error_events
+    where {{ trunc_utc_hour('created_at') }} in ({{ split_hours | join(', ') }})
+
+),
+
+split_counts as (
+
+    select split_events.error_family as family_a, cast(null as {{ dbt.type_string() }}) as family_b,
+           count(*) as n_events
+    from split_events
+    group by split_events.error_family
+
+    union all
+
+    select partnered.family_a, partnered.family_b, count(*)
+    from ({{ ops_co_logged_events('error_events') }}) as partnered
+    inner join split_events on split_events.event_id = partnered.event_id
+    group by partnered.family_a, partnered.family_b
+
+),
+
+counts as (
+
+    select family_a, family_b, sum(n_events) as n_events
+    from (
+        select * from whole_hours
+        union all
+        select * from split_counts
+    ) as pieces
+    where family_a in (select error_family from families)
+      and (family_b is null or family_b in (select error_family from families))
+    group by family_a, family_b
 
 ),
 
 family_events as (
 
-    select error_family, count(*) as n_events
-    from error_events
-    group by error_family
-
-),
-
--- one row per event and key it carries (decision, job), with its gap-wide time bucket
-keyed as (
-
-    select
-        event_id,
-        error_family,
-        key_type,
-        key_value,
-        at_us,
-        cast(floor(cast(at_us as double precision) / {{ max_gap_us }}) as bigint) as time_bucket
-    from (
-        select event_id, error_family, 'decision' as key_type,
-               cast(decision_id as {{ dbt.type_string() }}) as key_value, at_us
-        from error_events
-        where decision_id is not null
-        union all
-        select event_id, error_family, 'job' as key_type,
-               cast(job_name as {{ dbt.type_string() }}) as key_value, at_us
-        from error_events
-        where job_name is not null
-    ) keys
-
-),
-
--- each event looks for partners in its own bucket and the two adjacent ones (every event within
--- the gap is there). Spelled as a union, not a cross join with the offsets, so that the bucket
--- is part of the join key on PostgreSQL too: a busy job is never joined with itself whole
-probes as (
-
-    {% for bucket_offset in (-1, 0, 1) -%}
-    select event_id, error_family, key_type, key_value, at_us, time_bucket + ({{ bucket_offset }}) as probe_bucket
-    from keyed
-    {% if not loop.last %}union all
-    {% endif %}
-    {%- endfor %}
-
-),
-
--- A's events with at least one event of another family B on the same key within the gap
-partnered as (
-
-    select distinct
-        a.error_family as family_a,
-        b.error_family as family_b,
-        a.event_id
-    from probes as a
-    inner join keyed as b
-        on b.key_type = a.key_type
-       and b.key_value = a.key_value
-       and b.time_bucket = a.probe_bucket
-    where b.error_family <> a.error_family
-      and abs(b.at_us - a.at_us) <= {{ max_gap_us }}
+    select family_a as error_family, n_events
+    from counts
+    where family_b is null
 
 ),
 
 co_logged as (
 
-    select family_a, family_b, count(*) as n_co_logged
-    from partnered
-    group by family_a, family_b
+    select family_a, family_b, n_events as n_co_logged
+    from counts
+    where family_b is not null
 
 ),
 
@@ -140,10 +150,10 @@ final as (
     select
         a_to_b.family_a,
         a_to_b.family_b,
-        events_a.n_events as n_events_a,
-        events_b.n_events as n_events_b,
-        a_to_b.n_co_logged as n_co_logged_a,
-        b_to_a.n_co_logged as n_co_logged_b,
+        cast(events_a.n_events as bigint) as n_events_a,
+        cast(events_b.n_events as bigint) as n_events_b,
+        cast(a_to_b.n_co_logged as bigint) as n_co_logged_a,
+        cast(b_to_a.n_co_logged as bigint) as n_co_logged_b,
         cast(a_to_b.n_co_logged as double precision) / cast(events_a.n_events as double precision) as co_logged_share_a,
         cast(b_to_a.n_co_logged as double precision) / cast(events_b.n_events as double precision) as co_logged_share_b
     from co_logged as a_to_b

@@ -46,30 +46,25 @@ event_templates as (
 
 {% if is_incremental() %}
 
-watermark as (
-
-    select
-        coalesce(max(source_loaded_through), {{ epoch }}) as loaded_through,
-        coalesce(max(templates_assigned_through), {{ epoch }}) as assigned_through
-    from {{ this }}
-
-),
+{#- the watermarks as literals (one query each when the model compiles; floored to the second,
+    so an hour at the watermark may be rebuilt again): bounds written as subqueries leave
+    PostgreSQL guessing a third of the rows new, and it may then join the whole history #}
+{%- set loaded_through = ops_timestamp_bound('(select coalesce(max(source_loaded_through), ' ~ epoch ~ ') from ' ~ this ~ ')') %}
+{%- set assigned_through = ops_timestamp_bound('(select coalesce(max(templates_assigned_through), ' ~ epoch ~ ') from ' ~ this ~ ')') %}
 
 touched_hours as (
 
     select events.created_hour as hour_start
     from events
-    cross join watermark
-    where {{ ops_loaded_after('events._loaded_at', 'watermark.loaded_through') }}
+    where {{ ops_loaded_after('events._loaded_at', loaded_through) }}
 
     union
 
     select events.created_hour
     from event_templates
-    cross join watermark
     inner join events
         on events.event_id = event_templates.event_id
-    where event_templates.assigned_at > watermark.assigned_through
+    where event_templates.assigned_at > {{ assigned_through }}
 
 ),
 
