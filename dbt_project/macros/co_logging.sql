@@ -73,3 +73,29 @@
         {{ timestamp_add(epoch, 24 * 365 * 1000, 'hour') }}
     ))
 {%- endmacro %}
+
+
+{#
+    The error events co-logging pairs (int_events_classified, is_error) with their decision_id
+    (it lives on the fact table only) and at_us (microseconds since 1970), for the events whose
+    created_at satisfies `created_at_filter` (SQL on an unqualified created_at).
+#}
+{% macro ops_co_logging_error_events(created_at_filter) -%}
+    select
+        classified.event_id,
+        classified.error_family,
+        classified.job_name,
+        facts.decision_id,
+        classified.created_at,
+        {{ ops_an_microseconds_between(timestamptz_literal('1970-01-01T00:00:00+00:00'), 'classified.created_at') }} as at_us
+    from {{ ref('int_events_classified') }} as classified
+    left join (
+        select event_id, decision_id
+        from {{ ref('fct_system_events') }}
+        where decision_id is not null
+          and {{ created_at_filter }}
+    ) as facts
+        on facts.event_id = classified.event_id
+    where classified.is_error
+      and {{ created_at_filter }}
+{%- endmacro %}

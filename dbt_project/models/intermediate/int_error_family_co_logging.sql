@@ -44,49 +44,19 @@ whole_hours as (
 
 ),
 
--- the split hours: their error events (and partners from the window) paired here
-classified as (
-
-    select event_id, error_family, job_name, created_at
-    from {{ ref('int_events_classified') }}
-    where is_error
-      and created_at >= {{ window_start }}
-      and created_at <= {{ window_end }}
-      and (
+-- the split hours' error events (and their partners within the window): paired here
+{%- set near_split_hours %}
+    created_at >= {{ window_start }}
+    and created_at <= {{ window_end }}
+    and (
         {%- for split_hour in split_hours %}
         {% if not loop.first %}or {% endif %}(created_at >= {{ timestamp_add(split_hour, -1, 'hour') }} and created_at < {{ timestamp_add(split_hour, 2, 'hour') }})
         {%- endfor %}
-      )
-
-),
-
--- decision_id lives on the fact table only
-facts as (
-
-    select event_id, decision_id
-    from {{ ref('fct_system_events') }}
-    where created_at >= {{ window_start }}
-      and created_at <= {{ window_end }}
-      and decision_id is not null
-      and (
-        {%- for split_hour in split_hours %}
-        {% if not loop.first %}or {% endif %}(created_at >= {{ timestamp_add(split_hour, -1, 'hour') }} and created_at < {{ timestamp_add(split_hour, 2, 'hour') }})
-        {%- endfor %}
-      )
-
-),
-
+    )
+{%- endset %}
 error_events as (
 
-    select
-        classified.event_id,
-        classified.error_family,
-        classified.job_name,
-        facts.decision_id,
-        classified.created_at,
-        {{ ops_an_microseconds_between(window_start, 'classified.created_at') }} as at_us
-    from classified
-    left join facts on facts.event_id = classified.event_id
+    {{ ops_co_logging_error_events(near_split_hours) }}
 
 ),
 

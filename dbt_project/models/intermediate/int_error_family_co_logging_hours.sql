@@ -24,46 +24,15 @@
     before R (the partners of R's first events). A run with nothing new rebuilds nothing.
 -#}
 
-{%- set epoch = timestamptz_literal('1970-01-01T00:00:00+00:00') %}
 {#- the first hour rebuilt as a literal (an hour boundary: the pre-hook's instant) #}
 {%- set rebuild_from = ops_timestamp_bound(ops_co_logging_rebuild_from()) if is_incremental() else none %}
 
 with
 
-classified as (
-
-    select event_id, error_family, job_name, created_at
-    from {{ ref('int_events_classified') }}
-    where is_error
-    {%- if is_incremental() %}
-      and created_at >= {{ timestamp_add(rebuild_from, -1, 'hour') }}
-    {%- endif %}
-
-),
-
--- decision_id lives on the fact table only
-facts as (
-
-    select event_id, decision_id
-    from {{ ref('fct_system_events') }}
-    where decision_id is not null
-    {%- if is_incremental() %}
-      and created_at >= {{ timestamp_add(rebuild_from, -1, 'hour') }}
-    {%- endif %}
-
-),
-
 error_events as (
 
-    select
-        classified.event_id,
-        classified.error_family,
-        classified.job_name,
-        facts.decision_id,
-        classified.created_at,
-        {{ ops_an_microseconds_between(epoch, 'classified.created_at') }} as at_us
-    from classified
-    left join facts on facts.event_id = classified.event_id
+    {{ ops_co_logging_error_events(
+        ('created_at >= ' ~ timestamp_add(rebuild_from, -1, 'hour')) if is_incremental() else 'true') }}
 
 ),
 
