@@ -142,3 +142,29 @@ def test_bench_history_is_one_bulk_load_of_the_replicated_month(pg_databases, tm
     warehouse = make_warehouse("duckdb", None, tmp_path)
     extract_table(source, warehouse, "system_events")
     assert wh_query(warehouse, "select count(*), count(distinct _loaded_at) from raw.system_events") == [(3100, 1)]
+
+
+def test_timestamp_bounds_are_written_to_the_microsecond(tmp_path):
+    """The incremental models write their watermarks into the query as literals
+    (macros/time.sql ops_timestamp_bound). A bulk load stamps every row alike, so a watermark
+    compared with `>` must keep its microseconds: floored to the second, it took every row of the
+    bulk load for new (int_template_hour_counts then rebuilt the whole history at 10M events)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from orchestration.lib.dbt_env import dbt_env, dbt_target
+    from orchestration.lib.settings import DBT_PROJECT_DIR
+
+    warehouse = make_warehouse("duckdb", None, tmp_path)
+    inline = ("select {{ ops_timestamp_bound(\"(select cast('2026-07-31 23:00:01.123456+00:00' as timestamptz))\") }} "
+              "as bound")
+    env = {**os.environ, **dbt_env(warehouse), "DBT_TARGET_PATH": str(tmp_path / "target"),
+           "DBT_LOG_PATH": str(tmp_path / "logs")}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "compile", "--inline", inline, "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target", dbt_target(warehouse), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "2026-07-31T23:00:01.123456+00:00" in proc.stdout, proc.stdout[-2000:]

@@ -99,8 +99,9 @@
 
 
 {#
-    A timestamp bound computed once, before the model's query runs, and written into it as a
-    literal, floored to the second (use it for lower bounds: reading a second more is harmless).
+    A timestamp bound computed once, before the model's query runs, and written into it as an
+    exact literal (to the microsecond: a watermark compared with `>` must not be floored — a bulk
+    load stamps every row alike, and a floored stamp would take them all for new).
     An incremental bound written as a subquery (`created_at >= (select … from this)`) leaves
     PostgreSQL guessing a third of the table and scanning it all; a literal lets it read the
     bound's index range. `scalar_sql` is a parenthesised scalar subquery; 1970 when it is NULL.
@@ -108,12 +109,13 @@
 {% macro ops_timestamp_bound(scalar_sql) -%}
     {#- a unit test's `this` is a CTE of its query, out of run_query's reach: keep the subquery #}
     {%- if '__dbt__cte__' in scalar_sql -%}{{ return(scalar_sql) }}{%- endif -%}
-    {%- set seconds = 0 -%}
+    {%- set microseconds = 0 -%}
     {%- if execute -%}
-        {%- set seconds = ops_query_value("select floor(" ~ ops_an_seconds_between(
-                timestamptz_literal('1970-01-01T00:00:00+00:00'), scalar_sql) ~ ")") -%}
+        {%- set microseconds = ops_query_value("select " ~ ops_an_microseconds_between(
+                timestamptz_literal('1970-01-01T00:00:00+00:00'), scalar_sql)) -%}
     {%- endif -%}
-    {{ timestamptz_literal(modules.datetime.datetime.utcfromtimestamp((seconds or 0) | int).isoformat() ~ '+00:00') }}
+    {%- set bound = modules.datetime.datetime(1970, 1, 1) + modules.datetime.timedelta(microseconds=(microseconds or 0) | int) -%}
+    {{ timestamptz_literal(bound.isoformat() ~ '+00:00') }}
 {%- endmacro %}
 
 
