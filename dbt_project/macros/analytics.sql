@@ -135,14 +135,13 @@
     var('shutdown_anchor_search_days') days before), or 1970 (recompute everything) when none is
     found. B = least(as_of, W), W the oldest signal time loaded since the model's own watermarks:
     the oldest created_at among the fct_system_events rows loaded (or marked deleted) after its
-    source_loaded_through, and the oldest posted_at set, moved (old and new value), cleared or
-    deleted in a decision change observed after its decisions_loaded_through (the decisions'
-    change log: the bot updates decisions in place all the time, so a decision merely loaded
-    again says nothing about its posted_at) — nothing before W is new, so the rebuild follows
-    what was loaded, not a fixed number of hours. Every gap that starts at or after the anchor
-    is recomputed; gaps before it ended with a success and are final. B is computed once per
+    source_loaded_through, and the oldest posted_at among the raw decision rows loaded (changed)
+    after its decisions_loaded_through — nothing before W is new, so the rebuild follows what
+    was loaded, not a fixed number of hours. Every gap that starts at or after the anchor is
+    recomputed; gaps before it ended with a success and are final. B is computed once per
     compile and written in as a literal (the same instant for the model and its pre-hook), so
-    PostgreSQL reads the signals' created_at index range.
+    PostgreSQL reads the signals' created_at index range. Limit: a decision whose posted_at is
+    moved or cleared (its old value before W) needs --full-refresh.
 #}
 {% macro ops_shutdown_rebuild_anchor() -%}
     {%- set rebuild_hours = var('shutdown_rebuild_hours', 2) | int -%}
@@ -151,7 +150,9 @@
     {%- set watermark = 'select coalesce(max(watermark_rows.{column}), ' ~ epoch ~ ') from ' ~ this ~ ' as watermark_rows' -%}
     {%- set events_loaded_since = ops_oldest_created_at_loaded_after(
             ref('fct_system_events'), watermark.replace('{column}', 'source_loaded_through')) -%}
-    {%- set decisions_loaded_since = ops_oldest_posted_at_changed_after(watermark.replace('{column}', 'decisions_loaded_through')) -%}
+    {%- set decisions_loaded_since = ops_oldest_created_at_loaded_after(
+            source('ops', 'content_generation_metadata_comprehensive'),
+            watermark.replace('{column}', 'decisions_loaded_through'), 'posted_at') -%}
     {%- set bound = ops_timestamp_bound('(select least(' ~ as_of_timestamp() ~ ', coalesce(' ~ events_loaded_since
                                         ~ ', ' ~ as_of_timestamp() ~ '), coalesce(' ~ decisions_loaded_since
                                         ~ ', ' ~ as_of_timestamp() ~ ')))') -%}
@@ -165,51 +166,11 @@
 {%- endmacro %}
 
 
-{# The watermark columns of the shutdown models: the newest fct_system_events _loaded_at and the
-   newest decision change observed when the row was written (ops_shutdown_rebuild_anchor reads
-   them back). #}
+{# The watermark columns of the shutdown models: the newest fct_system_events and raw decision
+   _loaded_at when the row was written (ops_shutdown_rebuild_anchor reads them back). #}
 {% macro ops_shutdown_watermark_columns() -%}
     (select max(_loaded_at) from {{ ref('fct_system_events') }}) as source_loaded_through,
-    {{ ops_decisions_observed_through() }} as decisions_loaded_through
-{%- endmacro %}
-
-
-{# The newest decision change observed (raw decision_snapshots._observed_at), a scalar subquery. #}
-{% macro ops_decisions_observed_through() -%}
-    (select max(_observed_at) from {{ source('ops', 'decision_snapshots') }})
-{%- endmacro %}
-
-
-{#
-    The oldest posted_at that a decision change observed after `watermark_sql` (a scalar
-    subquery) set, moved (its old and new value), cleared or deleted: each change is compared
-    with the decision's previous snapshot. NULL when none.
-#}
-{% macro ops_oldest_posted_at_changed_after(watermark_sql) -%}
-    (
-        select min(case
-            when versions.prev_posted_at is null then versions.posted_at
-            when versions.posted_at is null then versions.prev_posted_at
-            when versions.posted_at < versions.prev_posted_at then versions.posted_at
-            else versions.prev_posted_at
-        end)
-        from (
-            select
-                snapshots.posted_at,
-                snapshots._observed_at,
-                snapshots._change,
-                lag(snapshots.posted_at) over (
-                    partition by snapshots.decision_id order by snapshots._observed_at
-                ) as prev_posted_at
-            from {{ source('ops', 'decision_snapshots') }} as snapshots
-            where snapshots.decision_id in (
-                select changed.decision_id from {{ source('ops', 'decision_snapshots') }} as changed
-                where changed._observed_at > ({{ watermark_sql }})
-            )
-        ) as versions
-        where versions._observed_at > ({{ watermark_sql }})
-          and (versions.posted_at is distinct from versions.prev_posted_at or versions._change = 'deleted')
-    )
+    (select max(_loaded_at) from {{ source('ops', 'content_generation_metadata_comprehensive') }}) as decisions_loaded_through
 {%- endmacro %}
 
 

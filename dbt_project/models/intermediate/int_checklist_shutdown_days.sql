@@ -102,8 +102,8 @@ loaded as (
     {#- the newest load of any row (deleted ones included) in the days rebuilt: the watermark #}
     select
         max(_loaded_at) as source_loaded_through,
-        {#- the newest decision change observed: the shutdown anchor's other watermark #}
-        {{ ops_decisions_observed_through() }} as decisions_loaded_through
+        {#- the decisions' newest load: the shutdown anchor's other watermark #}
+        (select max(_loaded_at) from {{ source('ops', 'content_generation_metadata_comprehensive') }}) as decisions_loaded_through
     from events
 
 ),

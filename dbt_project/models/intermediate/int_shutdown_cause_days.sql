@@ -89,8 +89,8 @@ loaded as (
     {#- the newest load of any fct row (deleted ones included) in the days rebuilt: the watermark #}
     select
         max(events._loaded_at) as source_loaded_through,
-        {#- the newest decision change observed: the shutdown anchor's other watermark #}
-        {{ ops_decisions_observed_through() }} as decisions_loaded_through
+        {#- the decisions' newest load: the shutdown anchor's other watermark #}
+        (select max(_loaded_at) from {{ source('ops', 'content_generation_metadata_comprehensive') }}) as decisions_loaded_through
     from {{ ref('fct_system_events') }} as events
     {%- if is_incremental() %}
     where events.created_at >= (select rebuild_from from bounds)

@@ -199,11 +199,6 @@ def raw_table_ddl(spec: TableSpec, postgres: bool) -> list[str]:
             + ",\n    ".join(snap_cols)
             + f",\n    primary key ({snap_key})\n)"
         )
-        if postgres:
-            # the changes observed since a model's watermark (the shutdown rebuild anchor reads
-            # the decisions' change log from there), by index, not a scan of the whole log
-            stmts.append(f"create index if not exists {spec.snapshot_table}_observed_at_idx "
-                         f"on {RAW_SCHEMA}.{spec.snapshot_table} (_observed_at)")
     return stmts
 
 
