@@ -20,16 +20,15 @@ MARTS = ("mart_shutdown_causes", "mart_checklist_shutdown_causes")
 NEW_MODELS = ("int_shutdown_episode_causes", "int_shutdown_cause_days", "int_checklist_shutdown_days", *MARTS)
 SELECT = ["--select", "+mart_shutdown_causes", "+mart_checklist_shutdown_causes",
           "--exclude", "tag:after_templates"]
-# table -> columns compared (the watermark columns legitimately differ: a full build stamps every
-# row with the newest load, an incremental one each row with the load of the run that wrote it)
-WATERMARKS = "* exclude (source_loaded_through, decisions_loaded_through)"
+# table -> columns compared (the watermark column source_loaded_through legitimately differs:
+# a full build stamps every day with the newest load, an incremental one each day with its own)
 TABLES = {
     "marts.mart_shutdown_causes": "*",
     "marts.mart_checklist_shutdown_causes": "*",
-    "marts.mart_shutdown_episodes": WATERMARKS,
-    "intermediate.int_shutdown_episode_causes": WATERMARKS,
-    "intermediate.int_shutdown_cause_days": WATERMARKS,
-    "intermediate.int_checklist_shutdown_days": WATERMARKS,
+    "marts.mart_shutdown_episodes": "*",
+    "intermediate.int_shutdown_episode_causes": "*",
+    "intermediate.int_shutdown_cause_days": "* exclude (source_loaded_through)",
+    "intermediate.int_checklist_shutdown_days": "* exclude (source_loaded_through)",
 }
 
 

@@ -129,48 +129,22 @@
 
 
 {#
-    Where an incremental run of a shutdown model (mart_shutdown_episodes,
-    int_shutdown_episode_causes, int_shutdown_cause_days, int_checklist_shutdown_days) starts:
-    the last success signal at or before B − var('shutdown_rebuild_hours') (searched in the
-    var('shutdown_anchor_search_days') days before), or 1970 (recompute everything) when none is
-    found. B = least(as_of, W), W the oldest signal time loaded since the model's own watermarks:
-    the oldest created_at among the fct_system_events rows loaded (or marked deleted) after its
-    source_loaded_through, and the oldest posted_at among the raw decision rows loaded (changed)
-    after its decisions_loaded_through — nothing before W is new, so the rebuild follows what
-    was loaded, not a fixed number of hours. Every gap that starts at or after the anchor is
-    recomputed; gaps before it ended with a success and are final. B is computed once per
-    compile and written in as a literal (the same instant for the model and its pre-hook), so
-    PostgreSQL reads the signals' created_at index range. Limit: a decision whose posted_at is
-    moved or cleared (its old value before W) needs --full-refresh.
+    Where an incremental run of mart_shutdown_episodes starts: the last success signal at or
+    before as_of − var('shutdown_rebuild_hours') (searched in the var('shutdown_anchor_search_days')
+    days before), or 1970 (recompute everything) when none is found. Every gap that starts at or
+    after the anchor is recomputed; gaps before it ended with a success and are final. Used by the
+    model and its pre-hook, so both see the same instant.
 #}
 {% macro ops_shutdown_rebuild_anchor() -%}
-    {%- set rebuild_hours = var('shutdown_rebuild_hours', 2) | int -%}
+    {%- set rebuild_hours = var('shutdown_rebuild_hours', 48) | int -%}
     {%- set search_hours = 24 * (var('shutdown_anchor_search_days', 14) | int) -%}
-    {%- set epoch = timestamptz_literal('1970-01-01T00:00:00+00:00') -%}
-    {%- set watermark = 'select coalesce(max(watermark_rows.{column}), ' ~ epoch ~ ') from ' ~ this ~ ' as watermark_rows' -%}
-    {%- set events_loaded_since = ops_oldest_created_at_loaded_after(
-            ref('fct_system_events'), watermark.replace('{column}', 'source_loaded_through')) -%}
-    {%- set decisions_loaded_since = ops_oldest_created_at_loaded_after(
-            source('ops', 'content_generation_metadata_comprehensive'),
-            watermark.replace('{column}', 'decisions_loaded_through'), 'posted_at') -%}
-    {%- set bound = ops_timestamp_bound('(select least(' ~ as_of_timestamp() ~ ', coalesce(' ~ events_loaded_since
-                                        ~ ', ' ~ as_of_timestamp() ~ '), coalesce(' ~ decisions_loaded_since
-                                        ~ ', ' ~ as_of_timestamp() ~ ')))') -%}
     (
-        select coalesce(max(anchor_signals.signal_at), {{ epoch }})
+        select coalesce(max(anchor_signals.signal_at), {{ timestamptz_literal('1970-01-01T00:00:00+00:00') }})
         from {{ ref('int_shutdown_signals') }} as anchor_signals
         where anchor_signals.signal_kind = 'success'
-          and anchor_signals.signal_at <= {{ timestamp_add(bound, -rebuild_hours, 'hour') }}
-          and anchor_signals.signal_at > {{ timestamp_add(bound, -(rebuild_hours + search_hours), 'hour') }}
+          and anchor_signals.signal_at <= {{ timestamp_add(as_of_timestamp(), -rebuild_hours, 'hour') }}
+          and anchor_signals.signal_at > {{ timestamp_add(as_of_timestamp(), -(rebuild_hours + search_hours), 'hour') }}
     )
-{%- endmacro %}
-
-
-{# The watermark columns of the shutdown models: the newest fct_system_events and raw decision
-   _loaded_at when the row was written (ops_shutdown_rebuild_anchor reads them back). #}
-{% macro ops_shutdown_watermark_columns() -%}
-    (select max(_loaded_at) from {{ ref('fct_system_events') }}) as source_loaded_through,
-    (select max(_loaded_at) from {{ source('ops', 'content_generation_metadata_comprehensive') }}) as decisions_loaded_through
 {%- endmacro %}
 
 

@@ -100,10 +100,7 @@ matched as (
 loaded as (
 
     {#- the newest load of any row (deleted ones included) in the days rebuilt: the watermark #}
-    select
-        max(_loaded_at) as source_loaded_through,
-        {#- the decisions' newest load: the shutdown anchor's other watermark #}
-        (select max(_loaded_at) from {{ source('ops', 'content_generation_metadata_comprehensive') }}) as decisions_loaded_through
+    select max(_loaded_at) as source_loaded_through
     from events
 
 ),
@@ -119,8 +116,7 @@ final as (
         count(case when matched.is_in_shutdown then 1 end) as n_in_shutdown_episodes,
         min(matched.created_at) as first_seen_at,
         max(matched.created_at) as last_seen_at,
-        max(loaded.source_loaded_through) as source_loaded_through,
-        max(loaded.decisions_loaded_through) as decisions_loaded_through
+        max(loaded.source_loaded_through) as source_loaded_through
     from matched
     cross join loaded
     group by 1, matched.event_type, matched.component

@@ -87,10 +87,7 @@ tagged as (
 loaded as (
 
     {#- the newest load of any fct row (deleted ones included) in the days rebuilt: the watermark #}
-    select
-        max(events._loaded_at) as source_loaded_through,
-        {#- the decisions' newest load: the shutdown anchor's other watermark #}
-        (select max(_loaded_at) from {{ source('ops', 'content_generation_metadata_comprehensive') }}) as decisions_loaded_through
+    select max(events._loaded_at) as source_loaded_through
     from {{ ref('fct_system_events') }} as events
     {%- if is_incremental() %}
     where events.created_at >= (select rebuild_from from bounds)
@@ -107,8 +104,7 @@ final as (
         count(*) as n_events,
         min(tagged.signal_at) as first_signal_at,
         max(tagged.signal_at) as last_signal_at,
-        max(loaded.source_loaded_through) as source_loaded_through,
-        max(loaded.decisions_loaded_through) as decisions_loaded_through
+        max(loaded.source_loaded_through) as source_loaded_through
     from tagged
     cross join loaded
     group by tagged.day_number, tagged.cause_type, tagged.cause

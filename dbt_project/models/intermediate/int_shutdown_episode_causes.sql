@@ -104,11 +104,8 @@ final as (
         cause,
         max(duration_us) as duration_us,
         count(case when is_before then 1 end) as n_events_before,
-        count(case when not is_before then 1 end) as n_events_within,
-        max(watermarks.source_loaded_through) as source_loaded_through,
-        max(watermarks.decisions_loaded_through) as decisions_loaded_through
+        count(case when not is_before then 1 end) as n_events_within
     from in_windows
-    cross join (select {{ ops_shutdown_watermark_columns() }}) as watermarks
     group by episode_id, cause_type, cause
 
 )

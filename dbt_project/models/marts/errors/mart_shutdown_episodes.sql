@@ -22,12 +22,11 @@
 
     Incremental: an episode is keyed by the success that opens its gap (last_success_at), and a
     gap is final once the next success is seen. A run recomputes from the anchor — the last
-    success at or before the oldest signal loaded since the table's watermarks
-    (source_loaded_through, decisions_loaded_through; at most as_of) minus
-    var('shutdown_rebuild_hours') (macro ops_shutdown_rebuild_anchor) — reading only the signals
-    since the anchor (minus the cause window); the pre-hook deletes the episodes from the anchor
-    on, so an ongoing episode is replaced, never duplicated. A full build runs the same code from
-    the first signal.
+    success at or before as_of − var('shutdown_rebuild_hours') (macro ops_shutdown_rebuild_anchor)
+    — reading only the signals since the anchor (minus the cause window); the pre-hook deletes the
+    episodes from the anchor on, so an ongoing episode is replaced, never duplicated. A full build
+    runs the same code from the first signal. Builds further apart than the rebuild horizon, or
+    signals that arrive later than it, need --full-refresh.
 -#}
 
 {%- set gap_minutes = var('shutdown_gap_minutes', 120) | int %}
@@ -305,8 +304,7 @@ final as (
         coalesce(error_stats.n_errors_before, 0) as n_errors_before,
         coalesce(error_stats.n_errors_within, 0) as n_errors_within,
         error_stats.error_families_before,
-        error_stats.error_families_within,
-        {{ ops_shutdown_watermark_columns() }}
+        error_stats.error_families_within
     from episodes
     left join error_stats
         on error_stats.last_success_at = episodes.last_success_at
