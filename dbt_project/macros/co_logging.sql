@@ -70,7 +70,7 @@
             'select coalesce(max(built.source_loaded_through), ' ~ epoch ~ ') from ' ~ this ~ ' as built') -%}
     (select coalesce(
         {{ timestamp_add(trunc_utc_hour(loaded_since), -1, 'hour') }},
-        {{ timestamp_add(epoch, 24 * 365 * 1000, 'hour') }}
+        {{ ops_far_future() }}
     ))
 {%- endmacro %}
 

@@ -81,7 +81,7 @@
                     ref('fct_system_events'),
                     'select coalesce(' ~ ops_minus_lookback('max(built.source_loaded_through)') ~ ', ' ~ epoch ~ ') from ' ~ this ~ ' as built'
                 )) }},
-                {{ timestamp_add(epoch, 24 * 365 * 1000, 'hour') }}
+                {{ ops_far_future() }}
             )
         )
     )
@@ -107,12 +107,11 @@
 {# The first day the pre-hook above deletes (a scalar subquery on this model's table). #}
 {% macro ops_job_overlap_rebuild_cutoff() -%}
     {%- set epoch = timestamptz_literal('1970-01-01T00:00:00+00:00') %}
-    {%- set far_future = timestamp_add(epoch, 24 * 365 * 1000, 'hour') %}
     (
         select least(
             coalesce(built.newest_day, date '1970-01-01'),
             {{ to_utc_date('coalesce((select min(rewritten._rebuilt_from) from ' ~ ref('int_job_runs')
-                ~ ' as rewritten where rewritten._built_at > built.job_runs_built_through), ' ~ far_future ~ ')') }}
+                ~ ' as rewritten where rewritten._built_at > built.job_runs_built_through), ' ~ ops_far_future() ~ ')') }}
         )
         from (
             select max(run_date) as newest_day, coalesce(max(job_runs_built_through), {{ epoch }}) as job_runs_built_through
@@ -193,4 +192,11 @@
     where period_start >= {{ timestamp_add("cast('1970-01-01 00:00:00+00:00' as timestamp with time zone)",
                                            24 * ops_job_performance_rebuild_from_n(), 'hour') }}
     {%- endif %}
+{%- endmacro %}
+
+
+{# A timestamp after any data (1970 + 1000 years): the "nothing to rebuild" bound of the
+   watermark-driven rebuild points when nothing was loaded since. #}
+{% macro ops_far_future() -%}
+    {{ timestamp_add(timestamptz_literal('1970-01-01T00:00:00+00:00'), 24 * 365 * 1000, 'hour') }}
 {%- endmacro %}

@@ -8,8 +8,8 @@
     (1970 when the table is empty), W the oldest created_at among the fct_system_events rows
     loaded (or marked deleted) since the old rows' source_loaded_through and the oldest run_at
     among the raw metrics_scraper_runs rows loaded (or marked deleted) since their
-    scraper_loaded_through: nothing
-    before W is new, so the rebuild follows what was loaded, not a fixed number of hours
+    scraper_loaded_through: nothing before W is new, so the rebuild follows what was loaded, not
+    a fixed number of hours
     (max(observed_at) is at or before the as_of of the build that wrote the rows, so rows
     loaded earlier but past that as_of count as new). Heartbeat snapshots are observed at
     their load, after every earlier build's as_of, so always from H on.
